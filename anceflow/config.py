@@ -1,0 +1,90 @@
+"""Configuration: validate a config dict against the JSON schema and fill defaults.
+
+The schema lives in ``workflow/schemas/config.schema.yaml`` (the Snakemake catalog
+convention). We validate here rather than with ``snakemake.utils.validate`` so the
+error names the offending key as a dotted path (``bm25.k1``) and the same check runs
+in unit tests without Snakemake.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the key."""
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _with_defaults(validator_class):
+    """A validator class that fills each missing property with its schema default."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        prefix = f"{key}." if error.absolute_path else ""
+        names = ", ".join(f"'{prefix}{u}'" for u in unknown)
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return f"unknown config key {names} (allowed here: {allowed})"
+    return f"config key '{key}': {error.message}"
+
+
+def validate(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
+    """Validate ``config`` in place, fill defaults, and return it.
+
+    Raises ConfigError listing every problem, each naming its key.
+    """
+    schema = schema if schema is not None else load_schema()
+    validator = _Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
+    return config
+
+
+def load(path: str | Path | None = None, overrides: dict | None = None) -> dict[str, Any]:
+    """Load a YAML config (default: config/config.yaml), merge overrides, validate."""
+    config: dict[str, Any] = {}
+    if path is not None:
+        with open(path, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
+    if overrides:
+        config = deep_merge(config, overrides)
+    return validate(config)
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    """Return ``base`` updated recursively with ``update`` (neither is modified)."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,210 @@
+"""Prepare: normalize any dataset source into one validated, columnar form.
+
+Output folder (all parquet, ids kept verbatim as strings):
+  collection.parquet          pid, text [, title] [, url]   row i = dense row number i
+  queries.<split>.parquet     qid, text
+  qrels.<split>.parquet       qid, pid, rel
+  candidates.<split>.parquet  qid, pid, rank   (a reranking list; empty if the source has none)
+  stats.json                  counts, empty texts, layout
+
+Ids stay exactly as the source spells them (MS MARCO's integers, BEIR's strings) and
+the row order of collection.parquet is the one dense numbering every later stage uses
+(token rows, embedding rows, index ids). Everything is written to a staging folder and
+moved into place only when the whole dataset has validated, so bad input leaves no
+partial output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from anceflow.errors import InputError
+from anceflow.io import staging_dir
+from anceflow.prepare import readers
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 100_000
+OUTPUT_FILES = ("collection.parquet", "stats.json")
+
+
+def split_files(splits: Iterable[str]) -> list[str]:
+    """The per-split files prepare writes, for declaring Snakemake outputs."""
+    return [f"{kind}.{split}.parquet" for split in splits for kind in ("queries", "qrels", "candidates")]
+
+
+def document_text(text: str, title: str | None = None, url: str | None = None) -> str:
+    """The text a model or BM25 sees for a document: [url] [title] body, as in BEIR and ANCE."""
+    return " ".join(part for part in (url, title, text) if part)
+
+
+class _BatchWriter:
+    """Writes records to parquet one row group at a time, so memory stays flat."""
+
+    def __init__(self, path: Path, columns: list[str], types: dict[str, pa.DataType] | None = None):
+        types = types or {}
+        self.columns = columns
+        self.schema = pa.schema([(c, types.get(c, pa.string())) for c in columns])
+        self.writer = pq.ParquetWriter(path, self.schema)
+        self.buffer: list[dict] = []
+        self.rows = 0
+
+    def add(self, record: dict) -> None:
+        self.buffer.append(record)
+        if len(self.buffer) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            table = pa.Table.from_pydict(
+                {c: [r[c] for r in self.buffer] for c in self.columns}, schema=self.schema
+            )
+            self.writer.write_table(table)
+            self.rows += len(self.buffer)
+            self.buffer.clear()
+
+    def close(self) -> int:
+        self.flush()
+        self.writer.close()
+        return self.rows
+
+
+def _write_collection(records: Iterator[dict], path: Path, source: str | Path, progress: bool) -> tuple[set, dict]:
+    pids: set[str] = set()
+    empty: list[str] = []
+    writer = None
+    for rec in tqdm(records, desc="collection", unit=" docs", disable=not progress, mininterval=2):
+        if writer is None:
+            columns = ["pid", "text"] + [c for c in ("title", "url") if c in rec]
+            writer = _BatchWriter(path, columns)
+        if rec["pid"] in pids:
+            raise InputError(source, f"duplicate pid {rec['pid']!r} (already defined on an earlier line)", rec["line"])
+        pids.add(rec["pid"])
+        if not document_text(rec["text"], rec.get("title")).strip():
+            empty.append(rec["pid"])
+        writer.add(rec)
+    if writer is None:
+        raise InputError(source, "the collection is empty")
+    writer.close()
+    return pids, {"documents": len(pids), "empty_texts": len(empty), "empty_text_pids": empty[:50],
+                  "columns": writer.columns}
+
+
+def _write_queries(records: Iterator[dict], path: Path, source: str | Path, keep: set | None = None) -> tuple[set, dict]:
+    seen: dict[str, int] = {}
+    empty = []
+    writer = _BatchWriter(path, ["qid", "text"])
+    for rec in records:
+        if keep is not None and rec["qid"] not in keep:
+            continue
+        if rec["qid"] in seen:
+            raise InputError(source, f"duplicate qid {rec['qid']!r} (first defined on line {seen[rec['qid']]})", rec["line"])
+        seen[rec["qid"]] = rec["line"]
+        if not rec["text"].strip():
+            empty.append(rec["qid"])
+        writer.add(rec)
+    writer.close()
+    return set(seen), {"queries": len(seen), "empty_texts": len(empty), "empty_text_qids": empty[:50]}
+
+
+def _write_qrels(records: Iterator[dict], path: Path, source: str | Path, qids: set, pids: set) -> dict:
+    seen: dict[tuple[str, str], int] = {}
+    positives = 0
+    writer = _BatchWriter(path, ["qid", "pid", "rel"], {"rel": pa.int32()})
+    for rec in records:
+        if rec["qid"] not in qids:
+            raise InputError(source, f"qrels name qid {rec['qid']!r}, which is not in the queries of this split", rec["line"])
+        if rec["pid"] not in pids:
+            raise InputError(source, f"qrels name pid {rec['pid']!r}, which is not in the collection", rec["line"])
+        key = (rec["qid"], rec["pid"])
+        if key in seen:
+            raise InputError(source, f"duplicate judgment for qid {key[0]!r}, pid {key[1]!r} (first on line {seen[key]})", rec["line"])
+        seen[key] = rec["line"]
+        positives += rec["rel"] > 0
+        writer.add(rec)
+    writer.close()
+    judged = {q for q, _ in seen}
+    return {"judgments": len(seen), "positive_judgments": positives, "judged_queries": len(judged)}
+
+
+def _write_candidates(records: Iterator[dict], path: Path, source: str | Path, qids: set, pids: set) -> int:
+    writer = _BatchWriter(path, ["qid", "pid", "rank"], {"rank": pa.int32()})
+    rank: dict[str, int] = {}
+    for rec in records:
+        if rec["qid"] not in qids:
+            raise InputError(source, f"candidate list names qid {rec['qid']!r}, which is not in the queries of this split", rec["line"])
+        if rec["pid"] not in pids:
+            raise InputError(source, f"candidate list names pid {rec['pid']!r}, which is not in the collection", rec["line"])
+        rank[rec["qid"]] = rank.get(rec["qid"], 0) + 1
+        writer.add({"qid": rec["qid"], "pid": rec["pid"], "rank": rank[rec["qid"]]})
+    return writer.close()
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise InputError(path, f"missing {what}")
+    return path
+
+
+def prepare_local(src: str | Path, out_dir: str | Path, splits: Iterable[str], *, progress: bool = True) -> dict:
+    """Prepare a folder in MS MARCO TSV layout (see README: dataset.source = local)."""
+    src = Path(src)
+    splits = list(dict.fromkeys(splits))
+    with staging_dir(out_dir) as stage:
+        coll = _require(src / "collection.tsv", "collection.tsv")
+        pids, stats = _write_collection(readers.read_collection_tsv(coll), stage / "collection.parquet", coll, progress)
+        stats = {"source": str(src), "collection": stats, "splits": {}}
+        for split in splits:
+            qfile = _require(src / f"queries.{split}.tsv", f"queries for split {split!r}")
+            rfile = _require(src / f"qrels.{split}.tsv", f"qrels for split {split!r}")
+            qids, qstats = _write_queries(readers.read_queries_tsv(qfile), stage / f"queries.{split}.parquet", qfile)
+            qstats.update(_write_qrels(readers.read_qrels_tsv(rfile), stage / f"qrels.{split}.parquet", rfile, qids, pids))
+            cfile = src / f"candidates.{split}.tsv"
+            records = readers.read_candidates_tsv(cfile) if cfile.exists() else iter(())
+            qstats["candidates"] = _write_candidates(records, stage / f"candidates.{split}.parquet", cfile, qids, pids)
+            stats["splits"][split] = qstats
+        _finish(stage, stats)
+    return stats
+
+
+def prepare_beir(src: str | Path, out_dir: str | Path, splits: Iterable[str], *, progress: bool = True) -> dict:
+    """Prepare a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
+
+    BEIR keeps every split's queries in one file; a split's queries are those its qrels judge.
+    """
+    src = Path(src)
+    splits = list(dict.fromkeys(splits))
+    with staging_dir(out_dir) as stage:
+        corpus = _require(src / "corpus.jsonl", "corpus.jsonl")
+        pids, cstats = _write_collection(readers.read_beir_corpus(corpus), stage / "collection.parquet", corpus, progress)
+        stats = {"source": str(src), "collection": cstats, "splits": {}}
+        qfile = _require(src / "queries.jsonl", "queries.jsonl")
+        all_qids = {rec["qid"] for rec in readers.read_beir_queries(qfile)}
+        for split in splits:
+            rfile = _require(src / "qrels" / f"{split}.tsv", f"qrels for split {split!r}")
+            judged = {rec["qid"] for rec in readers.read_beir_qrels(rfile)}
+            missing = sorted(judged - all_qids)
+            if missing:
+                raise InputError(rfile, f"qrels name qid {missing[0]!r}, which is not in queries.jsonl ({len(missing)} such qids)")
+            qids, qstats = _write_queries(readers.read_beir_queries(qfile), stage / f"queries.{split}.parquet", qfile, keep=judged)
+            qstats.update(_write_qrels(readers.read_beir_qrels(rfile), stage / f"qrels.{split}.parquet", rfile, qids, pids))
+            qstats["candidates"] = _write_candidates(iter(()), stage / f"candidates.{split}.parquet", rfile, qids, pids)
+            stats["splits"][split] = qstats
+        _finish(stage, stats)
+    return stats
+
+
+def _finish(stage: Path, stats: dict) -> None:
+    with open(stage / "stats.json", "w", encoding="utf-8") as fh:
+        json.dump(stats, fh, indent=1)
+    empty = stats["collection"]["empty_texts"]
+    if empty:
+        log.warning("%d document(s) have empty text (e.g. %s); they are kept but can never be retrieved by text",
+                    empty, ", ".join(stats["collection"]["empty_text_pids"][:5]))

@@ -1,0 +1,38 @@
+"""Glue for ``workflow/scripts``: logging to the rule's log file, and clear errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+
+from anceflow.errors import InputError
+
+
+@contextlib.contextmanager
+def script_logging(snakemake):
+    """Send logging and stderr (progress bars) to ``snakemake.log[0]``.
+
+    A failure is written to the log and, as one clear line, to the console, so the user
+    sees what is wrong without opening the log.
+    """
+    log_path = snakemake.log[0] if snakemake.log else None
+    if log_path is None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        yield logging.getLogger("anceflow")
+        return
+    console = sys.stderr
+    with open(log_path, "a", encoding="utf-8", buffering=1) as fh:
+        logging.basicConfig(level=logging.INFO, stream=fh, force=True,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        sys.stderr = fh
+        try:
+            yield logging.getLogger("anceflow")
+        except BaseException as exc:
+            traceback.print_exc(file=fh)
+            kind = "bad input" if isinstance(exc, InputError) else type(exc).__name__
+            print(f"\nERROR in rule {snakemake.rule} ({kind}): {exc}\n  full log: {log_path}\n", file=console)
+            raise
+        finally:
+            sys.stderr = console

@@ -1,0 +1,105 @@
+# Shared set-up: config validation, output paths, and input functions.
+import os
+import sys
+
+# The logic lives in the anceflow package at the repo root; make it importable here and in
+# every job (jobs inherit the environment, locally and through sbatch).
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
+)
+
+from anceflow import config as anceflow_config
+from anceflow.models import model_tag
+
+try:
+    anceflow_config.validate(config)
+except anceflow_config.ConfigError as err:
+    raise WorkflowError(str(err)) from None
+
+
+DATASET = config["dataset"]
+MODEL = config["model"]
+RES = f"{config['results_dir']}/{DATASET['name']}"
+PREP = f"{RES}/prepared"
+TRAIN_SPLIT = DATASET["train_split"]
+EVAL_SPLITS = list(dict.fromkeys(DATASET["eval_splits"]))
+SPLITS = list(dict.fromkeys([TRAIN_SPLIT, *EVAL_SPLITS]))
+# Tokenized data is keyed by tokenizer and lengths, so a new model or length gets its own copy.
+TOK = "{res}/tokens/{tag}.q{q}.d{d}{maxp}".format(
+    res=RES,
+    tag=model_tag(MODEL["name_or_path"]),
+    q=MODEL["max_query_len"],
+    d=MODEL["max_doc_len"],
+    maxp=f"x{MODEL['doc_chunks']}" if MODEL["doc_chunks"] > 1 else "",
+)
+SYSTEMS = ["bm25"]
+
+
+wildcard_constraints:
+    split="[^/.]+",
+    system="[^/]+",
+
+
+def source_input(wildcards):
+    """What the prepare rule reads: a user folder's files, or a folder another rule makes."""
+    source = DATASET["source"]
+    if source == "demo":
+        return f"{RES}/source"
+    if source in ("msmarco-passage", "msmarco-doc"):
+        return f"{DATASET['download_dir']}/{source}"
+    if DATASET["path"] is None:
+        raise WorkflowError(f"dataset.source is {source!r}, which needs dataset.path")
+    if source == "beir" and not os.path.isdir(DATASET["path"]):
+        return f"{DATASET['download_dir']}/beir/{DATASET['path']}"
+    if not os.path.isdir(DATASET["path"]):
+        raise WorkflowError(f"dataset.path {DATASET['path']!r} is not a folder")
+    return local_source_files(DATASET["path"], source)
+
+
+def local_source_files(path, source):
+    # Listing the files (not the folder) makes an edit to any of them re-run prepare.
+    if source == "beir":
+        files = ["corpus.jsonl", "queries.jsonl", *[f"qrels/{s}.tsv" for s in SPLITS]]
+    else:
+        files = ["collection.tsv"]
+        for split in SPLITS:
+            files += [f"queries.{split}.tsv", f"qrels.{split}.tsv"]
+            if os.path.exists(f"{path}/candidates.{split}.tsv"):
+                files.append(f"candidates.{split}.tsv")
+    return [f"{path}/{f}" for f in files]
+
+
+def prepared_outputs():
+    return [f"{PREP}/collection.parquet", f"{PREP}/stats.json"] + [
+        f"{PREP}/{kind}.{split}.parquet"
+        for split in SPLITS
+        for kind in ("queries", "qrels", "candidates")
+    ]
+
+
+def bm25_depth(wildcards):
+    """Training queries are searched to bm25.topk (negatives), evaluation splits to bm25.eval_depth."""
+    depth = 0
+    if wildcards.split == TRAIN_SPLIT:
+        depth = config["bm25"]["topk"]
+    if wildcards.split in EVAL_SPLITS:
+        depth = max(depth, config["bm25"]["eval_depth"])
+    return depth
+
+
+def tokenized(prefix):
+    return [f"{TOK}/{prefix}.{part}" for part in ("tokens.npy", "lengths.npy", "rows.parquet")]
+
+
+def system_metrics(system):
+    return [f"{RES}/eval/{system}/{split}.metrics.tsv" for split in EVAL_SPLITS]
+
+
+def all_outputs():
+    return [
+        f"{RES}/metrics.tsv",
+        f"{RES}/negatives/round-0.parquet",
+        *tokenized("corpus"),
+        *[path for split in SPLITS for path in tokenized(f"queries.{split}")],
+    ]

@@ -1,0 +1,49 @@
+# Download: fetch raw data (or generate the demo) into a folder in the "local" TSV layout.
+
+
+rule demo_data:
+    output:
+        directory(f"{RES}/source"),
+    params:
+        seed=config["seed"],
+        sizes=DATASET["demo"],
+    log:
+        f"{RES}/logs/demo_data.log",
+    conda:
+        "../envs/prepare.yaml"
+    script:
+        "../workflow/scripts/demo_data.py"
+
+
+rule download_msmarco:
+    output:
+        directory(f"{DATASET['download_dir']}/{{kind}}"),
+    wildcard_constraints:
+        kind="msmarco-passage|msmarco-doc",
+    params:
+        base_url=DATASET["msmarco_url"],
+        nist_url=DATASET["nist_url"],
+        cache=f"{DATASET['download_dir']}/raw",
+    log:
+        f"{DATASET['download_dir']}/logs/download_{{kind}}.log",
+    resources:
+        downloads=1,
+    conda:
+        "../envs/prepare.yaml"
+    script:
+        "../workflow/scripts/download_msmarco.py"
+
+
+rule download_beir:
+    output:
+        directory(f"{DATASET['download_dir']}/beir/{{beir_name}}"),
+    params:
+        base_url=DATASET["beir_url"],
+    log:
+        f"{DATASET['download_dir']}/logs/download_beir_{{beir_name}}.log",
+    resources:
+        downloads=1,
+    conda:
+        "../envs/prepare.yaml"
+    script:
+        "../workflow/scripts/download_beir.py"

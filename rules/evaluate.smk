@@ -1,0 +1,31 @@
+# Evaluate: per-query metrics of each system's run on each evaluation split, and metrics.tsv.
+
+
+rule evaluate:
+    input:
+        run=f"{RES}/runs/{{system}}/{{split}}.trec",
+        qrels=f"{PREP}/qrels.{{split}}.parquet",
+    output:
+        per_query=f"{RES}/eval/{{system}}/{{split}}.per_query.tsv",
+        summary=f"{RES}/eval/{{system}}/{{split}}.metrics.tsv",
+    params:
+        relevance_level=config["evaluate"]["relevance_level"],
+    log:
+        f"{RES}/logs/evaluate.{{system}}.{{split}}.log",
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../workflow/scripts/evaluate.py"
+
+
+rule metrics:
+    input:
+        [path for system in SYSTEMS for path in system_metrics(system)],
+    output:
+        f"{RES}/metrics.tsv",
+    log:
+        f"{RES}/logs/metrics.log",
+    conda:
+        "../envs/evaluate.yaml"
+    script:
+        "../workflow/scripts/metrics.py"

@@ -1,0 +1,22 @@
+# Prepare: validate the source and normalize it to parquet (collection, queries, qrels).
+
+
+rule prepare:
+    input:
+        source_input,
+    output:
+        prepared_outputs(),
+    params:
+        source=DATASET["source"],
+        splits=SPLITS,
+        out_dir=PREP,
+    log:
+        f"{RES}/logs/prepare.log",
+    benchmark:
+        f"{RES}/benchmarks/prepare.tsv"
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/prepare.yaml"
+    script:
+        "../workflow/scripts/prepare.py"

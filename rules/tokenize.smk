@@ -1,0 +1,46 @@
+# Tokenize: prepared text -> memory-mapped token ids, once per (dataset, tokenizer, lengths).
+
+
+rule tokenize_corpus:
+    input:
+        f"{PREP}/collection.parquet",
+    output:
+        tokenized("corpus"),
+        meta=f"{TOK}/corpus.json",
+    params:
+        prefix=f"{TOK}/corpus",
+        tokenizer=MODEL["name_or_path"],
+        max_len=MODEL["max_doc_len"],
+        chunks=MODEL["doc_chunks"],
+        batch_size=config["tokenize"]["batch_size"],
+    log:
+        f"{TOK}/logs/tokenize_corpus.log",
+    benchmark:
+        f"{TOK}/benchmarks/tokenize_corpus.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/tokenize.yaml"
+    script:
+        "../workflow/scripts/tokenize_corpus.py"
+
+
+rule tokenize_queries:
+    input:
+        f"{PREP}/queries.{{split}}.parquet",
+    output:
+        tokenized("queries.{split}"),
+        meta=f"{TOK}/queries.{{split}}.json",
+    params:
+        prefix=f"{TOK}/queries.{{split}}",
+        tokenizer=MODEL["name_or_path"],
+        max_len=MODEL["max_query_len"],
+        batch_size=config["tokenize"]["batch_size"],
+    log:
+        f"{TOK}/logs/tokenize_queries.{{split}}.log",
+    threads: 1
+    conda:
+        "../envs/tokenize.yaml"
+    script:
+        "../workflow/scripts/tokenize_queries.py"

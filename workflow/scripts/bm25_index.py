@@ -1,0 +1,9 @@
+"""Build the Lucene BM25 index (rule bm25_index)."""
+import sys  # stderr is the rule's log file inside script_logging
+
+from anceflow.bm25 import build_index
+from anceflow.workflow import script_logging
+
+with script_logging(snakemake):
+    build_index(snakemake.input[0], snakemake.output[0], threads=snakemake.threads,
+                java=snakemake.params.java, log_file=sys.stderr)

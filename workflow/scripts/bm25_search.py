@@ -1,0 +1,10 @@
+"""Retrieve a BM25 run for one split (rule bm25_search)."""
+import sys  # stderr is the rule's log file inside script_logging
+
+from anceflow.bm25 import search
+from anceflow.workflow import script_logging
+
+with script_logging(snakemake):
+    p = snakemake.params
+    search(snakemake.input.index, snakemake.input.queries, snakemake.output[0], k1=p.k1, b=p.b, hits=p.hits,
+           threads=snakemake.threads, java=p.java, log_file=sys.stderr)

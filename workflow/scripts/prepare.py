@@ -1,0 +1,12 @@
+"""Validate and normalize the dataset into parquet (rule prepare)."""
+import os
+
+from anceflow.prepare import prepare_beir, prepare_local
+from anceflow.workflow import script_logging
+
+with script_logging(snakemake) as log:
+    first = snakemake.input[0]
+    src = first if os.path.isdir(first) else os.path.dirname(first)
+    prepare = prepare_beir if snakemake.params.source == "beir" else prepare_local
+    stats = prepare(src, snakemake.params.out_dir, snakemake.params.splits)
+    log.info("prepared %s: %s", src, stats)
