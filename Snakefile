@@ -5,10 +5,18 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# Relative to the Snakefile, so the workflow also runs from another directory (--directory).
+configfile: f"{workflow.basedir}/config/config.yaml"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    split="[^/.]+",
+    system="[^/]+",
+
+
 include: "rules/download.smk"
 include: "rules/prepare.smk"
 include: "rules/tokenize.smk"

@@ -2,12 +2,9 @@
 import os
 import sys
 
-# The logic lives in the anceflow package at the repo root; make it importable here and in
-# every job (jobs inherit the environment, locally and through sbatch).
+# The logic lives in the anceflow package at the repo root (scripts find it the same way,
+# through snakemake.scriptdir, so it works inside per-rule conda envs too).
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (workflow.basedir, os.environ.get("PYTHONPATH")) if p
-)
 
 from anceflow import config as anceflow_config
 from anceflow.models import model_tag
@@ -36,13 +33,8 @@ TOK = "{res}/tokens/{tag}.q{q}.d{d}{maxp}".format(
 SYSTEMS = ["bm25"]
 
 
-wildcard_constraints:
-    split="[^/.]+",
-    system="[^/]+",
-
-
 def source_input(wildcards):
-    """What the prepare rule reads: a user folder's files, or a folder another rule makes."""
+    """Input of prepare: a user folder's files, or a folder another rule makes."""
     source = DATASET["source"]
     if source == "demo":
         return f"{RES}/source"
@@ -86,6 +78,14 @@ def bm25_depth(wildcards):
     if wildcards.split in EVAL_SPLITS:
         depth = max(depth, config["bm25"]["eval_depth"])
     return depth
+
+
+def output_dir(wildcards, output):
+    return os.path.dirname(output[0])
+
+
+def token_prefix(wildcards, output):
+    return output[0].removesuffix(".tokens.npy")
 
 
 def tokenized(prefix):

@@ -9,7 +9,7 @@ rule prepare:
     params:
         source=DATASET["source"],
         splits=SPLITS,
-        out_dir=PREP,
+        out_dir=output_dir,
     log:
         f"{RES}/logs/prepare.log",
     benchmark:

@@ -8,7 +8,7 @@ rule tokenize_corpus:
         tokenized("corpus"),
         meta=f"{TOK}/corpus.json",
     params:
-        prefix=f"{TOK}/corpus",
+        prefix=token_prefix,
         tokenizer=MODEL["name_or_path"],
         max_len=MODEL["max_doc_len"],
         chunks=MODEL["doc_chunks"],
@@ -33,7 +33,7 @@ rule tokenize_queries:
         tokenized("queries.{split}"),
         meta=f"{TOK}/queries.{{split}}.json",
     params:
-        prefix=f"{TOK}/queries.{{split}}",
+        prefix=token_prefix,
         tokenizer=MODEL["name_or_path"],
         max_len=MODEL["max_query_len"],
         batch_size=config["tokenize"]["batch_size"],

@@ -1,5 +1,8 @@
 """Build the Lucene BM25 index (rule bm25_index)."""
-import sys  # stderr is the rule's log file inside script_logging
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 
 from anceflow.bm25 import build_index
 from anceflow.workflow import script_logging

@@ -1,5 +1,8 @@
 """Retrieve a BM25 run for one split (rule bm25_search)."""
-import sys  # stderr is the rule's log file inside script_logging
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 
 from anceflow.bm25 import search
 from anceflow.workflow import script_logging

@@ -1,4 +1,8 @@
 """Generate the built-in demo dataset (rule demo_data)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 from anceflow.io import atomic_path
 from anceflow.prepare.demo import generate_demo
 from anceflow.workflow import script_logging

@@ -1,4 +1,8 @@
 """Download MS MARCO (passage or document) into the local TSV layout (rule download_msmarco)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 from anceflow.download import fetch_msmarco
 from anceflow.workflow import script_logging
 

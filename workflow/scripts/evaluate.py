@@ -1,4 +1,8 @@
 """Evaluate one system's run on one split (rule evaluate)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 from anceflow.evaluate import evaluate_run, read_qrels, read_run, summarize, write_metrics
 from anceflow.io import atomic_path
 from anceflow.workflow import script_logging

@@ -1,4 +1,8 @@
 """Collect every (system, split) summary into metrics.tsv (rule metrics)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 import pandas as pd
 
 from anceflow.evaluate import write_metrics

@@ -1,4 +1,8 @@
 """Sample hard negatives for each training (query, positive) from a run (rule bm25_negatives)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 import json
 
 from anceflow.evaluate import read_qrels

@@ -1,4 +1,8 @@
 """Validate and normalize the dataset into parquet (rule prepare)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 import os
 
 from anceflow.prepare import prepare_beir, prepare_local

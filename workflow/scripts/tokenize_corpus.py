@@ -1,4 +1,8 @@
 """Tokenize the collection into memory-mapped token ids (rule tokenize_corpus)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 import torch
 
 from anceflow.tokenize import tokenize_corpus, write_meta

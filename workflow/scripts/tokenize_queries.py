@@ -1,4 +1,8 @@
 """Tokenize one split's queries (rule tokenize_queries)."""
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
+
 from anceflow.tokenize import tokenize_queries, write_meta
 from anceflow.workflow import script_logging
 
