@@ -45,8 +45,9 @@ def staging_dir(out_dir: str | Path) -> Iterator[Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".staging-*"):  # left by a killed run
+        _remove(stale)
     stage = out_dir / f".staging-{os.getpid()}"
-    _remove(stage)
     stage.mkdir()
     try:
         yield stage

@@ -87,7 +87,7 @@ def _write_collection(records: Iterator[dict], path: Path, source: str | Path, p
         if rec["pid"] in pids:
             raise InputError(source, f"duplicate pid {rec['pid']!r} (already defined on an earlier line)", rec["line"])
         pids.add(rec["pid"])
-        if not document_text(rec["text"], rec.get("title")).strip():
+        if not document_text(rec["text"], rec.get("title"), rec.get("url")).strip():
             empty.append(rec["pid"])
         writer.add(rec)
     if writer is None:
@@ -189,10 +189,11 @@ def prepare_beir(src: str | Path, out_dir: str | Path, splits: Iterable[str], *,
         all_qids = {rec["qid"] for rec in readers.read_beir_queries(qfile)}
         for split in splits:
             rfile = _require(src / "qrels" / f"{split}.tsv", f"qrels for split {split!r}")
-            judged = {rec["qid"] for rec in readers.read_beir_qrels(rfile)}
-            missing = sorted(judged - all_qids)
-            if missing:
-                raise InputError(rfile, f"qrels name qid {missing[0]!r}, which is not in queries.jsonl ({len(missing)} such qids)")
+            judged = set()
+            for rec in readers.read_beir_qrels(rfile):
+                if rec["qid"] not in all_qids:
+                    raise InputError(rfile, f"qrels name qid {rec['qid']!r}, which is not in queries.jsonl", rec["line"])
+                judged.add(rec["qid"])
             qids, qstats = _write_queries(readers.read_beir_queries(qfile), stage / f"queries.{split}.parquet", qfile, keep=judged)
             qstats.update(_write_qrels(readers.read_beir_qrels(rfile), stage / f"qrels.{split}.parquet", rfile, qids, pids))
             qstats["candidates"] = _write_candidates(iter(()), stage / f"candidates.{split}.parquet", rfile, qids, pids)

@@ -32,6 +32,8 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                     path, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})", lineno
                 ) from None
             line = line.rstrip("\n").rstrip("\r")
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the first id
             if line.strip():
                 yield lineno, line
 

@@ -1,0 +1,209 @@
+"""Tests for anceflow.config: schema validation, defaults, error messages, merging."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from anceflow.config import ConfigError, deep_merge, load, load_schema, validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _schema_defaults(schema: dict) -> dict:
+    """Every default the schema declares, recursively (what validate({}) must produce)."""
+    out = {}
+    for name, sub in schema.get("properties", {}).items():
+        if "default" in sub:
+            value = copy.deepcopy(sub["default"])
+            if sub.get("type") == "object" and isinstance(value, dict):
+                value = {**_schema_defaults(sub), **value}
+            out[name] = value
+    return out
+
+
+def _error(config: dict) -> str:
+    with pytest.raises(ConfigError) as info:
+        validate(config)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_empty_config_gets_all_defaults_nested():
+    config = {}
+    result = validate(config)
+    assert result is config  # filled in place
+    assert config["seed"] == 42
+    assert config["results_dir"] == "results"
+    assert config["dataset"]["source"] == "demo"
+    assert config["dataset"]["path"] is None
+    assert config["dataset"]["eval_splits"] == ["dev"]
+    assert config["dataset"]["demo"] == {"passages": 2000, "train_queries": 300, "dev_queries": 100}
+    assert config["model"]["name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert config["model"]["doc_chunks"] == 1
+    assert config["tokenize"] == {"batch_size": 2048}
+    assert config["bm25"] == {"k1": 0.9, "b": 0.4, "topk": 200, "eval_depth": 1000, "java": None}
+    assert config["evaluate"] == {"relevance_level": 1}
+    assert config == _schema_defaults(load_schema())
+
+
+def test_partial_nested_section_keeps_values_and_fills_rest():
+    config = validate({"bm25": {"k1": 1.2}, "dataset": {"demo": {"passages": 50}}})
+    assert config["bm25"]["k1"] == 1.2
+    assert config["bm25"]["b"] == 0.4
+    assert config["bm25"]["java"] is None
+    assert config["dataset"]["demo"] == {"passages": 50, "train_queries": 300, "dev_queries": 100}
+    assert config["dataset"]["name"] == "demo"
+
+
+def test_defaults_are_not_shared_between_calls():
+    a = validate({})
+    a["dataset"]["eval_splits"].append("test")
+    a["bm25"]["k1"] = 5.0
+    b = validate({})
+    assert b["dataset"]["eval_splits"] == ["dev"]
+    assert b["bm25"]["k1"] == 0.9
+
+
+def test_repo_config_yaml_validates():
+    path = REPO / "config" / "config.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config = validate(copy.deepcopy(raw))
+    # every top-level section of the schema is present after validation
+    assert set(config) == set(load_schema()["properties"])
+    # values the file sets are kept
+    for section, values in raw.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                assert config[section][key] == value, f"{section}.{key}"
+        else:
+            assert config[section] == values, section
+    assert load(path) == config
+
+
+# --------------------------------------------------------------------------- errors name the key
+
+
+def test_unknown_top_level_key():
+    msg = _error({"seeed": 1})
+    assert "'seeed'" in msg
+    assert "unknown config key" in msg
+
+
+def test_unknown_nested_key_is_dotted():
+    msg = _error({"bm25": {"k_1": 1.0}})
+    assert "'bm25.k_1'" in msg
+    assert "k1" in msg  # lists the allowed keys
+
+
+def test_unknown_deeply_nested_key_is_dotted():
+    msg = _error({"dataset": {"demo": {"pasages": 10}}})
+    assert "'dataset.demo.pasages'" in msg
+
+
+def test_wrong_type_names_dotted_key():
+    msg = _error({"bm25": {"k1": "high"}})
+    assert "bm25.k1" in msg
+    assert "'high'" in msg
+
+
+def test_wrong_type_for_section():
+    msg = _error({"model": 5})
+    assert "'model'" in msg
+    assert "object" in msg
+
+
+def test_bool_is_not_an_integer():
+    msg = _error({"seed": True})
+    assert "'seed'" in msg
+
+
+@pytest.mark.parametrize("config, key", [
+    ({"bm25": {"k1": 0}}, "bm25.k1"),                     # exclusiveMinimum 0
+    ({"bm25": {"b": 1.5}}, "bm25.b"),                     # maximum 1
+    ({"model": {"max_doc_len": 4}}, "model.max_doc_len"),  # minimum 8
+    ({"negatives_per_query": 0}, "negatives_per_query"),
+    ({"dataset": {"eval_splits": []}}, "dataset.eval_splits"),
+    ({"dataset": {"eval_splits": ["dev", 3]}}, "dataset.eval_splits.1"),
+    ({"dataset": {"name": "../escape"}}, "dataset.name"),
+    ({"dataset": {"demo": {"passages": 3}}}, "dataset.demo.passages"),
+])
+def test_range_and_pattern_violations_name_key(config, key):
+    assert f"'{key}'" in _error(config)
+
+
+def test_enum_violation_dataset_source():
+    msg = _error({"dataset": {"source": "msmarco"}})
+    assert "dataset.source" in msg
+    assert "'msmarco'" in msg
+    assert "beir" in msg  # names the allowed values
+
+
+def test_all_errors_are_reported():
+    msg = _error({"bm25": {"k1": "x"}, "dataset": {"source": "nope"}, "typo": 1})
+    assert "bm25.k1" in msg
+    assert "dataset.source" in msg
+    assert "'typo'" in msg
+
+
+def test_config_error_is_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def test_deep_merge_nested_without_mutating():
+    base = {"a": 1, "bm25": {"k1": 0.9, "b": 0.4}, "dataset": {"eval_splits": ["dev"], "demo": {"passages": 10}}}
+    update = {"bm25": {"k1": 1.5}, "dataset": {"eval_splits": ["test"], "demo": {"dev_queries": 3}}, "new": {"x": 1}}
+    base_copy, update_copy = copy.deepcopy(base), copy.deepcopy(update)
+    merged = deep_merge(base, update)
+    assert merged == {
+        "a": 1,
+        "bm25": {"k1": 1.5, "b": 0.4},
+        "dataset": {"eval_splits": ["test"], "demo": {"passages": 10, "dev_queries": 3}},
+        "new": {"x": 1},
+    }
+    assert base == base_copy and update == update_copy
+    merged["new"]["x"] = 2
+    merged["bm25"]["b"] = 0.0
+    assert update["new"]["x"] == 1 and base["bm25"]["b"] == 0.4
+
+
+def test_deep_merge_scalar_replaces_dict_and_vice_versa():
+    assert deep_merge({"a": {"b": 1}}, {"a": 3}) == {"a": 3}
+    assert deep_merge({"a": 3}, {"a": {"b": 1}}) == {"a": {"b": 1}}
+
+
+def test_user_override_merges_and_validates(tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("dataset:\n  name: cran\n  source: local\n  path: /data/cran\nbm25:\n  b: 0.7\n", encoding="utf-8")
+    config = load(user, overrides={"bm25": {"k1": 1.5}, "dataset": {"eval_splits": ["test"]}})
+    assert config["bm25"] == {"k1": 1.5, "b": 0.7, "topk": 200, "eval_depth": 1000, "java": None}
+    assert config["dataset"]["name"] == "cran"
+    assert config["dataset"]["source"] == "local"
+    assert config["dataset"]["path"] == "/data/cran"
+    assert config["dataset"]["eval_splits"] == ["test"]
+    assert config["dataset"]["train_split"] == "train"
+    assert config["seed"] == 42
+
+
+def test_load_without_file_gives_defaults():
+    assert load() == validate({})
+
+
+def test_load_empty_yaml_gives_defaults(tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("", encoding="utf-8")
+    assert load(empty) == validate({})
+
+
+def test_invalid_override_is_reported(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load(None, overrides={"bm25": {"topk": 0}})
+    assert "bm25.topk" in str(info.value)
