@@ -21,6 +21,9 @@ include: "rules/download.smk"
 include: "rules/prepare.smk"
 include: "rules/tokenize.smk"
 include: "rules/bm25.smk"
+include: "rules/train.smk"
+include: "rules/encode.smk"
+include: "rules/index.smk"
 include: "rules/evaluate.smk"
 
 

@@ -30,7 +30,9 @@ TOK = "{res}/tokens/{tag}.q{q}.d{d}{maxp}".format(
     d=MODEL["max_doc_len"],
     maxp=f"x{MODEL['doc_chunks']}" if MODEL["doc_chunks"] > 1 else "",
 )
-SYSTEMS = ["bm25"]
+# Systems in metrics.tsv: BM25, the pretrained model as is, and round 0 (warmup).
+DENSE_SYSTEM = r"zeroshot|round-\d+"
+SYSTEMS = ["bm25", "zeroshot", "round-0"]
 
 
 def source_input(wildcards):
@@ -71,12 +73,12 @@ def prepared_outputs():
 
 
 def bm25_depth(wildcards):
-    """Training queries are searched to bm25.topk (negatives), evaluation splits to bm25.eval_depth."""
+    """Training queries are searched to bm25.topk (negatives), evaluation splits to evaluate.depth."""
     depth = 0
     if wildcards.split == TRAIN_SPLIT:
         depth = config["bm25"]["topk"]
     if wildcards.split in EVAL_SPLITS:
-        depth = max(depth, config["bm25"]["eval_depth"])
+        depth = max(depth, config["evaluate"]["depth"])
     return depth
 
 
@@ -99,7 +101,35 @@ def system_metrics(system):
 def all_outputs():
     return [
         f"{RES}/metrics.tsv",
+        f"{RES}/train/round-0.log.csv",
         f"{RES}/negatives/round-0.parquet",
         *tokenized("corpus"),
         *[path for split in SPLITS for path in tokenized(f"queries.{split}")],
+    ]
+
+
+def encoder_spec(wildcards):
+    """How the model is used (pooling, head, similarity, sharing): fixed when training starts."""
+    return {
+        "pooling": MODEL["pooling"],
+        "head": MODEL["head"],
+        "similarity": MODEL["similarity"],
+        "shared": MODEL["shared_encoder"],
+    }
+
+
+def warmup_settings(wildcards):
+    """Training settings of round 0 (params, so changing one re-runs the training)."""
+    return {
+        **config["train"],
+        "steps": config["warmup"]["steps"],
+        "epochs": config["warmup"]["epochs"],
+        "seed": config["seed"],
+    }
+
+
+def corpus_shards(wildcards):
+    return [
+        f"{RES}/embeddings/{wildcards.system}/corpus.{shard}.npy"
+        for shard in range(config["encode"]["shards"])
     ]

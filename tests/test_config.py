@@ -47,8 +47,8 @@ def test_empty_config_gets_all_defaults_nested():
     assert config["model"]["name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert config["model"]["doc_chunks"] == 1
     assert config["tokenize"] == {"batch_size": 2048}
-    assert config["bm25"] == {"k1": 0.9, "b": 0.4, "topk": 200, "eval_depth": 1000, "java": None}
-    assert config["evaluate"] == {"relevance_level": 1}
+    assert config["bm25"] == {"k1": 0.9, "b": 0.4, "topk": 200, "java": None}
+    assert config["evaluate"] == {"relevance_level": 1, "depth": 1000}
     assert config == _schema_defaults(load_schema())
 
 
@@ -184,7 +184,7 @@ def test_user_override_merges_and_validates(tmp_path):
     user = tmp_path / "user.yaml"
     user.write_text("dataset:\n  name: cran\n  source: local\n  path: /data/cran\nbm25:\n  b: 0.7\n", encoding="utf-8")
     config = load(user, overrides={"bm25": {"k1": 1.5}, "dataset": {"eval_splits": ["test"]}})
-    assert config["bm25"] == {"k1": 1.5, "b": 0.7, "topk": 200, "eval_depth": 1000, "java": None}
+    assert config["bm25"] == {"k1": 1.5, "b": 0.7, "topk": 200, "java": None}
     assert config["dataset"]["name"] == "cran"
     assert config["dataset"]["source"] == "local"
     assert config["dataset"]["path"] == "/data/cran"

@@ -1,0 +1,163 @@
+"""The dual encoder: any Hugging Face encoder, pooling, an optional ANCE head, a similarity.
+
+ANCE (microsoft/ANCE, RobertaDot_NLL_LN) shares one RoBERTa between queries and passages and
+maps [CLS] through Linear -> LayerNorm; sentence-transformers models such as all-MiniLM-L6-v2
+use mean pooling and cosine similarity. Both are settings here (``model.*`` in the config).
+
+A checkpoint is a plain Hugging Face folder: ``AutoModel.from_pretrained(folder)`` loads the
+encoder (safetensors) and ``AutoTokenizer`` its tokenizer without this project; the small
+``anceflow.json`` records pooling/head/similarity, and ``head.safetensors`` the head's weights.
+With separate encoders the folder holds ``query/`` and ``doc/``, each such a folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from anceflow.io import atomic_path
+from anceflow.models import resolve_model_path
+
+SPEC_FILE = "anceflow.json"
+HEAD_FILE = "head.safetensors"
+POOLINGS = ("cls", "mean")
+HEADS = ("none", "linear_layernorm")
+SIMILARITIES = ("dot", "cosine")
+
+
+@dataclass
+class EncoderSpec:
+    pooling: str = "cls"
+    head: str = "none"
+    similarity: str = "dot"
+    shared: bool = True
+
+    def __post_init__(self):
+        for name, allowed in (("pooling", POOLINGS), ("head", HEADS), ("similarity", SIMILARITIES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"model.{name} must be one of {allowed}, not {getattr(self, name)!r}")
+
+    @classmethod
+    def from_config(cls, model_cfg: dict) -> "EncoderSpec":
+        return cls(model_cfg["pooling"], model_cfg["head"], model_cfg["similarity"], model_cfg["shared_encoder"])
+
+
+class LinearLayerNormHead(nn.Module):
+    """ANCE's embedding head: [CLS] -> Linear(hidden, hidden) -> LayerNorm."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden, hidden)
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.linear(x))
+
+
+class DualEncoder(nn.Module):
+    def __init__(self, query_encoder: nn.Module, doc_encoder: nn.Module | None, spec: EncoderSpec):
+        super().__init__()
+        self.spec = spec
+        self.query_encoder = query_encoder
+        # With a shared encoder the doc side is the same module (ANCE); parameters are not duplicated.
+        self.doc_encoder = query_encoder if doc_encoder is None else doc_encoder
+        hidden = query_encoder.config.hidden_size
+        self.query_head = LinearLayerNormHead(hidden) if spec.head == "linear_layernorm" else None
+        self.doc_head = self.query_head if spec.shared else (
+            LinearLayerNormHead(hidden) if spec.head == "linear_layernorm" else None)
+
+    @property
+    def dim(self) -> int:
+        return self.query_encoder.config.hidden_size
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, side: str) -> torch.Tensor:
+        """Vectors for a padded batch; ``side`` is "query" or "doc"."""
+        encoder, head = (self.query_encoder, self.query_head) if side == "query" else (self.doc_encoder, self.doc_head)
+        hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.spec.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        if head is not None:
+            pooled = head(pooled)
+        if self.spec.similarity == "cosine":
+            pooled = nn.functional.normalize(pooled.float(), dim=-1)
+        return pooled
+
+    def forward(self, query_ids, query_mask, doc_ids, doc_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query and document vectors in one call (one forward, so DDP syncs all gradients)."""
+        return self.encode(query_ids, query_mask, "query"), self.encode(doc_ids, doc_mask, "doc")
+
+    def gradient_checkpointing_enable(self) -> None:
+        self.query_encoder.gradient_checkpointing_enable()
+        if self.doc_encoder is not self.query_encoder:
+            self.doc_encoder.gradient_checkpointing_enable()
+
+    # -- saving and loading ------------------------------------------------------------------
+
+    def save(self, folder: str | Path, tokenizer=None) -> None:
+        """Write a checkpoint folder atomically (see the module docstring for its layout)."""
+        with atomic_path(folder) as tmp:
+            tmp.mkdir(parents=True)
+            if self.spec.shared:
+                self.query_encoder.save_pretrained(tmp, safe_serialization=True)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(tmp)
+            else:
+                for side, enc in (("query", self.query_encoder), ("doc", self.doc_encoder)):
+                    enc.save_pretrained(tmp / side, safe_serialization=True)
+                    if tokenizer is not None:
+                        tokenizer.save_pretrained(tmp / side)
+                if tokenizer is not None:
+                    tokenizer.save_pretrained(tmp)
+            heads = {}
+            for side, head in (("query", self.query_head), ("doc", self.doc_head)):
+                if head is not None:
+                    heads.update({f"{side}.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()})
+            if heads:
+                save_file(heads, str(tmp / HEAD_FILE))
+            (tmp / SPEC_FILE).write_text(json.dumps(asdict(self.spec), indent=1) + "\n")
+
+
+def _auto_model(path: str | Path):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(path))
+
+
+def load_dual_encoder(name_or_path: str | Path, spec: EncoderSpec | None = None, *, seed: int = 0) -> DualEncoder:
+    """Load a checkpoint folder written by ``DualEncoder.save``, or start from a pretrained model.
+
+    For a pretrained model (no ``anceflow.json``) ``spec`` says how to use it; a new head is
+    initialised from ``seed`` so the same config always gives the same starting point.
+    """
+    path = Path(resolve_model_path(str(name_or_path)))
+    spec_file = path / SPEC_FILE
+    if spec_file.exists():
+        saved = EncoderSpec(**json.loads(spec_file.read_text()))
+        if saved.shared:
+            model = DualEncoder(_auto_model(path), None, saved)
+        else:
+            model = DualEncoder(_auto_model(path / "query"), _auto_model(path / "doc"), saved)
+        if (path / HEAD_FILE).exists():
+            weights = load_file(str(path / HEAD_FILE))
+            for side, head in (("query", model.query_head), ("doc", model.doc_head)):
+                head.load_state_dict({k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(side + ".")})
+        return model
+    spec = spec or EncoderSpec()
+    torch.manual_seed(seed)
+    query = _auto_model(path)
+    doc = None if spec.shared else _auto_model(path)
+    return DualEncoder(query, doc, spec)
+
+
+def load_tokenizer(name_or_path: str | Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(str(name_or_path)))

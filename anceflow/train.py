@@ -1,0 +1,383 @@
+"""Train: contrastive training of the dual encoder on (query, positive, hard negatives).
+
+The loss is ANCE's: cross-entropy of the positive against the example's hard negatives
+(optionally also every other document in the batch). One training job is one round:
+round 0 (warmup) trains on BM25 negatives, round n on negatives mined with an earlier
+checkpoint.
+
+Interruption safety. Snakemake deletes a job's outputs before it runs, so the resumable
+state (model, optimizer, scheduler, RNG, step) lives in ``state_dir``, which is not an
+output. Every ``save_every`` steps, and on SIGTERM (what SLURM sends before a time limit),
+the state is saved atomically; a re-run of the same job with the same inputs and settings
+resumes from it, and on CPU ends bit-identical to an uninterrupted run. The data order is
+a pure function of (seed, micro-batch index), so resuming needs no iterator state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from anceflow.encode import autocast, pad_batch
+from anceflow.io import atomic_path
+from anceflow.model import load_dual_encoder, load_tokenizer
+from anceflow.optim import build_optimizer, build_scheduler
+from anceflow.tokenize import TokenTable
+
+log = logging.getLogger(__name__)
+LOG_COLUMNS = ["step", "loss", "lr", "examples_per_s", "elapsed_s"]
+INTERRUPTED_EXIT = 143  # 128 + SIGTERM, what a shell reports for a job stopped by SIGTERM
+
+
+@dataclass
+class TrainSettings:
+    """What one training job needs; built from the config's ``train`` section and round settings."""
+
+    init: str                      # checkpoint (or pretrained model) to start from
+    negatives: str                 # parquet: qid, pos_pid, neg_pids
+    query_tokens: str              # token prefix of the training queries
+    corpus_tokens: str             # token prefix of the corpus
+    out_dir: str                   # final checkpoint folder (a Snakemake output)
+    log_csv: str                   # per-step log (a Snakemake output)
+    state_dir: str                 # resumable state (NOT a Snakemake output)
+    steps: int
+    epochs: float | None = None        # if set, steps = epochs over the examples
+    batch_size: int = 16
+    negatives_per_example: int = 1
+    in_batch_negatives: bool = False
+    optimizer: str = "adamw"
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    gradient_checkpointing: bool = False
+    temperature: float | None = None
+    save_every: int = 100
+    log_every: int = 10
+    seed: int = 42
+    threads: int | None = None
+    init_optimizer: str | None = None  # a state file whose optimizer state to start from (ANCE rounds)
+    save_optimizer: bool = False       # keep optimizer.pt in the checkpoint, for the next round to carry over
+    tensorboard_dir: str | None = None
+
+    def fingerprint(self) -> str:
+        """Identifies what the training computes: its settings and its inputs' versions."""
+        stable = {k: v for k, v in asdict(self).items() if k not in ("save_every", "log_every", "threads",
+                                                                     "tensorboard_dir", "state_dir")}
+        for key in ("init", "negatives", "query_tokens", "corpus_tokens", "init_optimizer"):
+            if stable.get(key):
+                stable[key + "_version"] = _version(stable[key])
+        return hashlib.sha1(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+
+
+def _version(path: str) -> list:
+    """Size and modification time of a file, a folder's files, or a token prefix's files."""
+    p = Path(path)
+    files = sorted(p.rglob("*")) if p.is_dir() else sorted(p.parent.glob(p.name + "*"))
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
+
+
+class TrainingData:
+    """Examples as token rows: (query, positive, k negatives), and a seeded order over them."""
+
+    def __init__(self, negatives: str, query_prefix: str, corpus_prefix: str, k: int, seed: int):
+        neg = pd.read_parquet(negatives)
+        qrows = pd.read_parquet(f"{query_prefix}.rows.parquet", columns=["row", "qid"])
+        crows = pd.read_parquet(f"{corpus_prefix}.rows.parquet")
+        if "chunk" in crows:  # MaxP corpus: train on each document's first chunk
+            crows = crows[crows["chunk"] == 0]
+        q_index = pd.Index(qrows["qid"])
+        d_index = pd.Index(crows["pid"])
+        q_row = qrows["row"].to_numpy()[q_index.get_indexer(neg["qid"])]
+        pos_row = crows["row"].to_numpy()[d_index.get_indexer(neg["pos_pid"])]
+        examples = []
+        for qr, pr, negs in zip(q_row, pos_row, neg["neg_pids"]):
+            rows = crows["row"].to_numpy()[d_index.get_indexer(list(negs))]
+            if len(rows) < k:  # too few negatives: repeat them so every example has k
+                rows = np.resize(rows, k)
+            for i in range(0, len(rows) - k + 1, k):
+                examples.append([qr, pr, *rows[i : i + k]])
+        if not examples:
+            raise ValueError(f"{negatives}: no training examples (no query has negatives)")
+        self.examples = np.asarray(examples, dtype=np.int64)
+        self.seed = seed
+        self.queries = TokenTable.open(query_prefix)
+        self.corpus = TokenTable.open(corpus_prefix)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def micro_batch(self, m: int, batch_size: int) -> np.ndarray:
+        """Examples of micro-batch ``m``: each epoch is a fresh permutation seeded by (seed, epoch)."""
+        per_epoch = max(1, len(self) // batch_size)
+        epoch, b = divmod(m, per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self))
+        if len(self) < batch_size:
+            order = np.resize(order, batch_size)
+        return self.examples[order[b * batch_size : (b + 1) * batch_size]]
+
+
+def contrastive_loss(q: torch.Tensor, d: torch.Tensor, n_docs: int, in_batch: bool, temperature: float) -> torch.Tensor:
+    """Cross-entropy of each query's positive (its first doc) against its negatives [and the batch's docs]."""
+    d = d.view(q.shape[0], n_docs, -1)
+    if in_batch:
+        scores = q @ d.reshape(-1, d.shape[-1]).T
+        target = torch.arange(q.shape[0], device=q.device) * n_docs
+    else:
+        scores = torch.einsum("bh,bnh->bn", q, d)
+        target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+    return torch.nn.functional.cross_entropy(scores.float() / temperature, target)
+
+
+class _StopFlag:
+    """Set by SIGTERM; the loop saves and exits at the next step boundary."""
+
+    def __init__(self):
+        self.set = False
+        self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.set = True
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_state(path: Path, **state) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _write_log(path: str | Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def train(s: TrainSettings, *, progress: bool = True) -> dict:
+    """Run (or resume) one training job; returns a summary. Exits 143 after saving on SIGTERM."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    torch.manual_seed(s.seed)
+    random.seed(s.seed)
+    np.random.seed(s.seed)
+
+    model = load_dual_encoder(s.init, seed=s.seed).to(device)
+    tokenizer = load_tokenizer(s.init)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if s.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    temperature = s.temperature or (0.05 if model.spec.similarity == "cosine" else 1.0)
+    data = TrainingData(s.negatives, s.query_tokens, s.corpus_tokens, s.negatives_per_example, s.seed)
+    if s.epochs:
+        s.steps = max(1, math.ceil(s.epochs * len(data) / (s.batch_size * s.grad_accum)))
+        log.info("%s epochs over %d examples = %d steps", s.epochs, len(data), s.steps)
+    optimizer = build_optimizer(model, s.optimizer, s.lr, s.weight_decay)
+    scheduler = build_scheduler(optimizer, int(s.warmup_ratio * s.steps), s.steps)
+    precision = s.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    state_dir = Path(s.state_dir)
+    state_file = state_dir / "state.pt"
+    fingerprint = s.fingerprint()
+    start_step, rows = 0, []
+    if state_file.exists():
+        state = torch.load(state_file, map_location=device, weights_only=False)
+        if state["fingerprint"] == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+            start_step, rows = state["step"], state["log"]
+            log.info("resuming from step %d of %d (%s)", start_step, s.steps, state_file)
+        else:
+            log.warning("ignoring %s: it was saved for other inputs or settings; starting over", state_file)
+    elif s.init_optimizer and Path(s.init_optimizer).exists():
+        # ANCE rounds may carry the previous round's optimizer moments over.
+        optimizer.load_state_dict(torch.load(s.init_optimizer, map_location=device, weights_only=False))
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = s.lr
+        scheduler = build_scheduler(optimizer, int(s.warmup_ratio * s.steps), s.steps)
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    writer = _tensorboard(s.tensorboard_dir) if rank == 0 else None
+
+    def save(step: int) -> None:
+        if rank == 0:
+            _save_state(state_file, fingerprint=fingerprint, step=step, model=model.state_dict(),
+                        optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        scaler=scaler.state_dict(), rng=_rng_state(), log=rows)
+            _write_log(state_dir / "log.csv", rows)
+        if world > 1:
+            dist.barrier()
+
+    stop = _StopFlag()
+    n_docs = 1 + s.negatives_per_example
+    model.train()
+    t0 = time.time()
+    window_examples, window_start = 0, time.time()
+    try:
+        bar = tqdm(total=s.steps, initial=start_step, desc="train", disable=not progress or rank != 0, mininterval=2)
+        for step in range(start_step, s.steps):
+            total_loss = 0.0
+            for a in range(s.grad_accum):
+                batch = data.micro_batch(step * s.grad_accum + a, s.batch_size)[rank::world]
+                q_ids, q_mask = pad_batch(data.queries, batch[:, 0], pad_id)
+                d_ids, d_mask = pad_batch(data.corpus, batch[:, 1:].reshape(-1), pad_id)
+                sync = world == 1 or a == s.grad_accum - 1
+                ctx = contextlib.nullcontext() if sync else net.no_sync()
+                with ctx, autocast(device, precision):
+                    q, d = net(q_ids.to(device), q_mask.to(device), d_ids.to(device), d_mask.to(device))
+                    loss = contrastive_loss(q, d, n_docs, s.in_batch_negatives, temperature) / s.grad_accum
+                scaler.scale(loss).backward()
+                total_loss += loss.item()
+                window_examples += len(batch) * world
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            if world > 1:
+                loss_t = torch.tensor([total_loss], device=device)
+                dist.all_reduce(loss_t)
+                total_loss = loss_t.item() / world
+            if done % s.log_every == 0 or done == s.steps:
+                elapsed = time.time() - window_start
+                rows.append({"step": done, "loss": round(total_loss, 6), "lr": lr,
+                             "examples_per_s": round(window_examples / max(elapsed, 1e-9), 2),
+                             "elapsed_s": round(time.time() - t0, 2)})
+                if writer is not None:
+                    writer.add_scalar("train/loss", total_loss, done)
+                    writer.add_scalar("train/lr", lr, done)
+                window_examples, window_start = 0, time.time()
+                bar.set_postfix(loss=f"{total_loss:.4f}")
+            bar.update(1)
+            if stop.set:
+                save(done)
+                log.warning("SIGTERM: saved state at step %d in %s; re-run the job to resume", done, state_file)
+                raise SystemExit(INTERRUPTED_EXIT)
+            if done % s.save_every == 0 and done < s.steps:
+                save(done)
+        bar.close()
+    finally:
+        stop.restore()
+        if writer is not None:
+            writer.close()
+
+    summary = {"steps": s.steps, "examples": len(data), "resumed_from": start_step,
+               "final_loss": rows[-1]["loss"] if rows else None, "train_seconds": round(time.time() - t0, 2)}
+    if rank == 0:
+        model.eval()
+        model.save(s.out_dir, tokenizer)
+        if s.save_optimizer:
+            torch.save(optimizer.state_dict(), Path(s.out_dir) / "optimizer.pt")
+        _write_log(s.log_csv, rows)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
+
+
+def _tensorboard(folder: str | None):
+    if not folder:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(folder)
+
+
+def launch(s: TrainSettings, *, log_path: str | None = None) -> dict:
+    """Train in this process, or, when this job has several GPUs, one process per GPU via torchrun.
+
+    ``ANCEFLOW_NPROC`` overrides the process count (e.g. to test DDP on CPU with gloo).
+    """
+    nproc = int(os.environ.get("ANCEFLOW_NPROC", torch.cuda.device_count() or 1))
+    if nproc <= 1 or "WORLD_SIZE" in os.environ:
+        return train(s)
+    Path(s.state_dir).mkdir(parents=True, exist_ok=True)
+    settings_file = Path(s.state_dir) / "settings.json"
+    settings_file.write_text(json.dumps(asdict(s), indent=1))
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "anceflow.train", str(settings_file)]
+    log.info("launching %s", " ".join(cmd))
+    with open(log_path, "a") if log_path else contextlib.nullcontext(None) as out:
+        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
+    if proc.returncode != 0:
+        raise SystemExit(proc.returncode)
+    return {"processes": nproc, "steps": s.steps}
+
+
+def settings_from_json(path: str | Path) -> TrainSettings:
+    return TrainSettings(**json.loads(Path(path).read_text()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m anceflow.train settings.json`` (what the workflow runs under torchrun)."""
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summary = train(settings_from_json(argv[0]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        log.info("training done: %s", summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+# Encode: a checkpoint's vectors for the corpus (in independent shards) and each query split.
+
+
+rule encode_corpus:
+    input:
+        checkpoint=f"{RES}/checkpoints/{{system}}",
+        tokens=tokenized("corpus"),
+    output:
+        f"{RES}/embeddings/{{system}}/corpus.{{shard}}.npy",
+    params:
+        shards=config["encode"]["shards"],
+        batch_size=config["encode"]["batch_size"],
+        dtype=config["encode"]["dtype"],
+        precision=config["encode"]["precision"],
+    log:
+        f"{RES}/logs/encode_corpus.{{system}}.{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/encode_corpus.{{system}}.{{shard}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=16000,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/encode.py"
+
+
+rule encode_queries:
+    input:
+        checkpoint=f"{RES}/checkpoints/{{system}}",
+        tokens=tokenized("queries.{split}"),
+    output:
+        f"{RES}/embeddings/{{system}}/queries.{{split}}.npy",
+    params:
+        shards=1,
+        batch_size=config["encode"]["batch_size"],
+        dtype="float32",
+        precision=config["encode"]["precision"],
+    log:
+        f"{RES}/logs/encode_queries.{{system}}.{{split}}.log",
+    threads: 2
+    resources:
+        mem_mb=8000,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/encode.py"
