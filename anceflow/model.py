@@ -101,6 +101,10 @@ class DualEncoder(nn.Module):
 
     # -- saving and loading ------------------------------------------------------------------
 
+    def _heads(self):
+        """(side, head) pairs to save: one head when shared, so no tensor is stored twice."""
+        return [("query", self.query_head)] if self.spec.shared else [("query", self.query_head), ("doc", self.doc_head)]
+
     def save(self, folder: str | Path, tokenizer=None) -> None:
         """Write a checkpoint folder atomically (see the module docstring for its layout)."""
         with atomic_path(folder) as tmp:
@@ -117,7 +121,7 @@ class DualEncoder(nn.Module):
                 if tokenizer is not None:
                     tokenizer.save_pretrained(tmp)
             heads = {}
-            for side, head in (("query", self.query_head), ("doc", self.doc_head)):
+            for side, head in self._heads():
                 if head is not None:
                     heads.update({f"{side}.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()})
             if heads:
@@ -128,7 +132,13 @@ class DualEncoder(nn.Module):
 def _auto_model(path: str | Path):
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(str(path))
+    model = AutoModel.from_pretrained(str(path))
+    # BERT/RoBERTa's pooler is not used (we pool last_hidden_state); freezing it keeps it in the
+    # checkpoint unchanged and stops DDP waiting for gradients that never come.
+    for name, param in model.named_parameters():
+        if name.startswith("pooler."):
+            param.requires_grad_(False)
+    return model
 
 
 def load_dual_encoder(name_or_path: str | Path, spec: EncoderSpec | None = None, *, seed: int = 0) -> DualEncoder:
@@ -147,7 +157,7 @@ def load_dual_encoder(name_or_path: str | Path, spec: EncoderSpec | None = None,
             model = DualEncoder(_auto_model(path / "query"), _auto_model(path / "doc"), saved)
         if (path / HEAD_FILE).exists():
             weights = load_file(str(path / HEAD_FILE))
-            for side, head in (("query", model.query_head), ("doc", model.doc_head)):
+            for side, head in model._heads():
                 head.load_state_dict({k.split(".", 1)[1]: v for k, v in weights.items() if k.startswith(side + ".")})
         return model
     spec = spec or EncoderSpec()

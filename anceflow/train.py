@@ -203,6 +203,8 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
         torch.cuda.set_device(device)
     if s.threads:
         torch.set_num_threads(s.threads)
+    if rank == 0:
+        log.info("training on %s, processes: %d", device, world)
     torch.manual_seed(s.seed)
     random.seed(s.seed)
     np.random.seed(s.seed)

@@ -1,0 +1,175 @@
+"""Training: the loss, the data order, and interruption safety (SIGTERM and SIGKILL mid-run)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from anceflow.model import EncoderSpec, load_dual_encoder, load_tokenizer
+from anceflow.train import INTERRUPTED_EXIT, TrainingData, TrainSettings, contrastive_loss, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_loss_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    d = torch.tensor([[2.0, 0.0], [0.0, 1.0],   # query 0: positive, negative
+                      [0.0, 3.0], [1.0, 0.0]])  # query 1: positive, negative
+    expected = -torch.log_softmax(torch.tensor([[2.0, 0.0], [3.0, 0.0]]), dim=1)[:, 0].mean()
+    torch.testing.assert_close(contrastive_loss(q, d, 2, False, 1.0), expected)
+    # in-batch: every query also scores the other query's documents
+    scores = q @ d.T
+    expected_ib = torch.nn.functional.cross_entropy(scores / 0.5, torch.tensor([0, 2]))
+    torch.testing.assert_close(contrastive_loss(q, d, 2, True, 0.5), expected_ib)
+
+
+def test_examples_and_seeded_order(small_data):
+    data = TrainingData(str(small_data["negatives"]), str(small_data["train_queries"]), str(small_data["corpus"]), 2, 7)
+    negs = pd.read_parquet(small_data["negatives"])
+    assert len(data) == sum(len(n) // 2 for n in negs["neg_pids"])
+    a = data.micro_batch(3, 8)
+    assert np.array_equal(a, TrainingData(str(small_data["negatives"]), str(small_data["train_queries"]),
+                                          str(small_data["corpus"]), 2, 7).micro_batch(3, 8))
+    assert not np.array_equal(a, data.micro_batch(4, 8))
+    per_epoch = len(data) // 8
+    epoch0 = np.concatenate([data.micro_batch(m, 8) for m in range(per_epoch)])
+    assert len({tuple(r) for r in epoch0}) == per_epoch * 8  # an epoch is a permutation: no repeats
+    collection = pd.read_parquet(small_data["prep"] / "collection.parquet")["pid"].tolist()
+    row = data.examples[0]
+    first = negs.iloc[0]
+    assert collection[row[1]] == first["pos_pid"] and collection[row[2]] == first["neg_pids"][0]
+
+
+def settings(small_data, init, out: Path, **kw) -> TrainSettings:
+    base = dict(init=str(init), negatives=str(small_data["negatives"]), query_tokens=str(small_data["train_queries"]),
+                corpus_tokens=str(small_data["corpus"]), out_dir=str(out / "ckpt"), log_csv=str(out / "log.csv"),
+                state_dir=str(out / "state"), steps=16, batch_size=4, lr=1e-3, save_every=2, log_every=1, seed=11,
+                threads=1)
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+@pytest.fixture(scope="module")
+def init(tiny_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("init") / "zeroshot"
+    load_dual_encoder(tiny_model, EncoderSpec("cls", "linear_layernorm", "dot", True), seed=2).save(
+        folder, load_tokenizer(tiny_model))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_data, init, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full")
+    summary = train(settings(small_data, init, out), progress=False)
+    return out, summary
+
+
+def weights(folder: Path) -> dict:
+    tensors = load_file(str(folder / "model.safetensors"))
+    tensors.update({f"head.{k}": v for k, v in load_file(str(folder / "head.safetensors")).items()})
+    return tensors
+
+
+def test_training_lowers_the_loss_and_writes_a_checkpoint(uninterrupted):
+    out, summary = uninterrupted
+    log = pd.read_csv(out / "log.csv")
+    assert list(log.columns) == ["step", "loss", "lr", "examples_per_s", "elapsed_s"]
+    assert log["step"].tolist() == list(range(1, 17))
+    assert log["loss"].iloc[-4:].mean() < log["loss"].iloc[:4].mean()
+    assert (out / "ckpt/model.safetensors").exists() and not (out / "state").exists()
+    assert summary["resumed_from"] == 0
+
+
+def run_and_interrupt(small_data, init, out: Path, sig: int) -> subprocess.CompletedProcess:
+    """Start training in a subprocess, send ``sig`` once some state has been saved, wait for it."""
+    s = settings(small_data, init, out, steps=400)
+    settings_file = out / "settings.json"
+    out.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(json.dumps(asdict(s)))
+    proc = subprocess.Popen([sys.executable, "-m", "anceflow.train", str(settings_file)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (out / "state/state.pt").exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.time() < deadline, "no state saved within 120 s"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    proc.stdout_text = proc.communicate(timeout=120)[0]
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_interrupted_run_resumes_and_matches_the_uninterrupted_one(small_data, init, tmp_path, sig):
+    # A long run (400 steps) so the signal lands mid-run; the reference is the same run uninterrupted.
+    out = tmp_path / "interrupted"
+    proc = run_and_interrupt(small_data, init, out, sig)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == INTERRUPTED_EXIT, proc.stdout_text
+        assert "saved state at step" in proc.stdout_text
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    state = torch.load(out / "state/state.pt", weights_only=False)
+    stopped_at = state["step"]
+    assert 0 < stopped_at < 400
+    assert not (out / "ckpt").exists()
+
+    summary = train(settings(small_data, init, out, steps=400), progress=False)
+    assert summary["resumed_from"] == stopped_at
+    reference = tmp_path / "reference"
+    train(settings(small_data, init, reference, steps=400), progress=False)
+    a, b = weights(out / "ckpt"), weights(reference / "ckpt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key  # exactly equal on CPU
+    assert pd.read_csv(out / "log.csv")["loss"].tolist() == pd.read_csv(reference / "log.csv")["loss"].tolist()
+
+
+def test_state_from_other_settings_is_not_resumed(small_data, init, tmp_path):
+    out = tmp_path / "run"
+    train(settings(small_data, init, out, steps=4, save_every=1, lr=5e-4), progress=False)
+    # leave a state behind as if a run with other settings had been killed
+    (out / "state").mkdir()
+    torch.save({"fingerprint": "something else", "step": 3}, out / "state/state.pt")
+    summary = train(settings(small_data, init, out, steps=4), progress=False)
+    assert summary["resumed_from"] == 0
+
+
+def test_ddp_on_cpu_with_two_processes(small_data, init, tmp_path, monkeypatch):
+    """The multi-GPU path (torchrun, one process per device) exercised with gloo on CPU."""
+    from anceflow.train import launch
+
+    # Without dropout, so that both runs draw no random numbers and must agree.
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(init, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    no_dropout = tmp_path / "init"
+    model = load_dual_encoder(init)
+    model.query_encoder = AutoModel.from_pretrained(init, config=config)
+    model.doc_encoder = model.query_encoder
+    model.save(no_dropout, load_tokenizer(init))
+    init = no_dropout
+    monkeypatch.setenv("ANCEFLOW_NPROC", "2")
+    s = settings(small_data, init, tmp_path / "ddp", steps=6)
+    log_path = tmp_path / "ddp.log"
+    launch(s, log_path=str(log_path))
+    assert (tmp_path / "ddp/ckpt/model.safetensors").exists()
+    assert "processes: 2" in log_path.read_text()
+    single = settings(small_data, init, tmp_path / "single", steps=6)
+    train(single, progress=False)
+    a, b = weights(tmp_path / "ddp/ckpt"), weights(tmp_path / "single/ckpt")
+    # Same global batch split over two processes: the same updates up to float error. Adam turns a
+    # near-zero gradient's rounding into a step of up to lr, so allow that for a handful of elements.
+    diffs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert diffs.max() <= 6 * s.lr
+    assert (diffs > 1e-4).float().mean() < 1e-4
