@@ -15,6 +15,8 @@ include: "rules/common.smk"
 wildcard_constraints:
     split="[^/.]+",
     system="[^/]+",
+    n=r"\d+",
+    shard=r"\d+",
 
 
 include: "rules/download.smk"
@@ -24,7 +26,12 @@ include: "rules/bm25.smk"
 include: "rules/train.smk"
 include: "rules/encode.smk"
 include: "rules/index.smk"
+include: "rules/mine.smk"
 include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

@@ -55,6 +55,7 @@ rule bm25_negatives:
     params:
         n=config["negatives_per_query"],
         depth=config["bm25"]["topk"],
+        query_fraction=1.0,
         seed=config["seed"],
     log:
         f"{RES}/logs/bm25_negatives.log",

@@ -30,9 +30,11 @@ TOK = "{res}/tokens/{tag}.q{q}.d{d}{maxp}".format(
     d=MODEL["max_doc_len"],
     maxp=f"x{MODEL['doc_chunks']}" if MODEL["doc_chunks"] > 1 else "",
 )
-# Systems in metrics.tsv: BM25, the pretrained model as is, and round 0 (warmup).
+ANCE = config["ance"]
+ROUNDS = list(range(ANCE["rounds"] + 1))  # round 0 is the warmup
+# Systems in metrics.tsv: BM25, the pretrained model as is, and every round.
 DENSE_SYSTEM = r"zeroshot|round-\d+"
-SYSTEMS = ["bm25", "zeroshot", "round-0"]
+SYSTEMS = ["bm25", "zeroshot", *[f"round-{n}" for n in ROUNDS]]
 
 
 def source_input(wildcards):
@@ -101,7 +103,7 @@ def system_metrics(system):
 def all_outputs():
     return [
         f"{RES}/metrics.tsv",
-        f"{RES}/train/round-0.log.csv",
+        f"{RES}/report/metrics.png",
         f"{RES}/negatives/round-0.parquet",
         *tokenized("corpus"),
         *[path for split in SPLITS for path in tokenized(f"queries.{split}")],
@@ -118,14 +120,48 @@ def encoder_spec(wildcards):
     }
 
 
-def warmup_settings(wildcards):
-    """Training settings of round 0 (params, so changing one re-runs the training)."""
+def mining_round(n):
+    """Checkpoint whose index mines round n's negatives: n-1-staleness, never before round 0."""
+    return max(n - 1 - ANCE["staleness"], 0)
+
+
+def train_init(wildcards):
+    n = int(wildcards.n)
+    return f"{RES}/checkpoints/zeroshot" if n == 0 else f"{RES}/checkpoints/round-{n - 1}"
+
+
+def train_settings(wildcards):
+    """Training settings of round n (params, so changing one re-runs that training)."""
+    n = int(wildcards.n)
+    carry = ANCE["carry_optimizer"]
     return {
         **config["train"],
-        "steps": config["warmup"]["steps"],
-        "epochs": config["warmup"]["epochs"],
-        "seed": config["seed"],
+        "steps": config["warmup"]["steps"] if n == 0 else ANCE["steps_per_round"],
+        "lr": (config["warmup"]["lr"] or config["train"]["lr"]) if n == 0 else config["train"]["lr"],
+        "epochs": config["warmup"]["epochs"] if n == 0 else None,
+        "seed": config["seed"] + n,
+        "save_optimizer": carry,
+        "init_optimizer": f"{RES}/checkpoints/round-{n - 1}/optimizer.pt" if carry and n > 0 else None,
     }
+
+
+def mining_input(wildcards):
+    n = int(wildcards.n)
+    return {
+        "run": f"{RES}/runs/round-{mining_round(n)}/{TRAIN_SPLIT}.trec",
+        "qrels": f"{PREP}/qrels.{TRAIN_SPLIT}.parquet",
+        "previous": f"{RES}/negatives/round-{n - 1}.parquet",
+    }
+
+
+def dense_depth(wildcards):
+    """Mining searches training queries to ance.topk; evaluation splits go to evaluate.depth."""
+    depth = 0
+    if wildcards.split == TRAIN_SPLIT:
+        depth = ANCE["topk"]
+    if wildcards.split in EVAL_SPLITS:
+        depth = max(depth, config["evaluate"]["depth"])
+    return depth
 
 
 def corpus_shards(wildcards):
@@ -133,3 +169,22 @@ def corpus_shards(wildcards):
         f"{RES}/embeddings/{wildcards.system}/corpus.{shard}.npy"
         for shard in range(config["encode"]["shards"])
     ]
+
+
+def training_logs(wildcards):
+    return [f"{RES}/train/round-{n}.log.csv" for n in ROUNDS]
+
+
+def mining_stats(wildcards):
+    return [f"{RES}/negatives/round-{n}.json" for n in ROUNDS]
+
+
+def module_source(*modules):
+    """A digest of library modules' source, as a param: editing their code re-runs the rule."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for module in modules:
+        with open(f"{workflow.basedir}/anceflow/{module}.py", "rb") as fh:
+            digest.update(fh.read())
+    return digest.hexdigest()[:16]

@@ -38,6 +38,8 @@ rule encode_queries:
         precision=config["encode"]["precision"],
     log:
         f"{RES}/logs/encode_queries.{{system}}.{{split}}.log",
+    benchmark:
+        f"{RES}/benchmarks/encode_queries.{{system}}.{{split}}.tsv"
     threads: 2
     resources:
         mem_mb=8000,

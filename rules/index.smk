@@ -34,13 +34,15 @@ rule dense_search:
     wildcard_constraints:
         system=DENSE_SYSTEM,
     params:
-        depth=config["evaluate"]["depth"],
+        depth=dense_depth,
         chunks=MODEL["doc_chunks"],
         nprobe=config["index"]["nprobe"],
         ef_search=config["index"]["ef_search"],
         use_gpu=config["index"]["use_gpu"],
     log:
         f"{RES}/logs/dense_search.{{system}}.{{split}}.log",
+    benchmark:
+        f"{RES}/benchmarks/dense_search.{{system}}.{{split}}.tsv"
     threads: 2
     resources:
         mem_mb=32000,

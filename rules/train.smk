@@ -1,4 +1,5 @@
-# Train: the starting checkpoint ("zeroshot") and round 0, the warmup on BM25 negatives.
+# Train: the starting checkpoint ("zeroshot"), round 0 (warmup on BM25 negatives) and
+# every ANCE round n >= 1 (from checkpoint n-1, on negatives mined for round n).
 
 
 rule init_model:
@@ -16,22 +17,24 @@ rule init_model:
         "../workflow/scripts/init_model.py"
 
 
-rule train_warmup:
+rule train:
     input:
-        init=f"{RES}/checkpoints/zeroshot",
-        negatives=f"{RES}/negatives/round-0.parquet",
+        init=train_init,
+        negatives=f"{RES}/negatives/round-{{n}}.parquet",
         query_tokens=tokenized(f"queries.{TRAIN_SPLIT}"),
         corpus_tokens=tokenized("corpus"),
     output:
-        checkpoint=directory(f"{RES}/checkpoints/round-0"),
-        log_csv=f"{RES}/train/round-0.log.csv",
+        checkpoint=directory(f"{RES}/checkpoints/round-{{n}}"),
+        log_csv=f"{RES}/train/round-{{n}}.log.csv",
     params:
-        settings=warmup_settings,
-        state_dir=f"{RES}/state/round-0",
+        settings=train_settings,
+        state_dir=f"{RES}/state/round-{{n}}",
+        # Editing the training code re-runs training (content, not file times, is compared).
+        code=module_source("train", "model", "optim"),
     log:
-        f"{RES}/logs/train.round-0.log",
+        f"{RES}/logs/train.round-{{n}}.log",
     benchmark:
-        f"{RES}/benchmarks/train.round-0.tsv"
+        f"{RES}/benchmarks/train.round-{{n}}.tsv"
     threads: 2
     resources:
         mem_mb=32000,

@@ -173,3 +173,18 @@ def test_ddp_on_cpu_with_two_processes(small_data, init, tmp_path, monkeypatch):
     diffs = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
     assert diffs.max() <= 6 * s.lr
     assert (diffs > 1e-4).float().mean() < 1e-4
+
+
+def test_next_round_can_carry_the_optimizer_state(small_data, init, tmp_path):
+    first = settings(small_data, init, tmp_path / "r0", steps=4, save_optimizer=True)
+    train(first, progress=False)
+    assert (tmp_path / "r0/ckpt/optimizer.pt").exists()
+    carried = settings(small_data, tmp_path / "r0/ckpt", tmp_path / "r1", steps=3,
+                       init_optimizer=str(tmp_path / "r0/ckpt/optimizer.pt"))
+    fresh = settings(small_data, tmp_path / "r0/ckpt", tmp_path / "r1b", steps=3)
+    train(carried, progress=False)
+    train(fresh, progress=False)
+    a, b = weights(tmp_path / "r1/ckpt"), weights(tmp_path / "r1b/ckpt")
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # Adam's moments carried over change the updates
+    lrs = pd.read_csv(tmp_path / "r1/log.csv")["lr"]
+    assert lrs.max() <= carried.lr and lrs.iloc[-1] < lrs.max()  # a fresh schedule at this round's lr

@@ -1,6 +1,8 @@
 """The workflow end to end through Snakemake: demo run, re-run semantics, SciFact BM25, lint."""
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +17,9 @@ from conftest import REPO, dataset_dir
 HEADER = ["system", "split", "queries", "mrr@10", "ndcg@10", "recall@100", "recall@1000", "hole@10"]
 
 
-def snakemake(*args, workdir: Path | None = None, check=True) -> subprocess.CompletedProcess:
+def snakemake(*args, workdir: Path | None = None, check=True, snakefile: Path | None = None) -> subprocess.CompletedProcess:
     """Run Snakemake on this repo's Snakefile (in ``workdir`` when given, else from the repo root)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"), "--cores", "2", *args]
     if workdir is not None:
         cmd += ["--directory", str(workdir)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -40,32 +42,39 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def tiny_demo_config(tiny_model: Path) -> dict:
-    """The demo pipeline at CI size: a small demo dataset, a tiny BERT with ANCE's head, 2 shards."""
+def tiny_demo_config(tiny_model: Path, staleness: int = 0) -> dict:
+    """The demo pipeline at CI size: small demo data, a tiny BERT with ANCE's head, 2 shards, 2 rounds."""
     return {
         "dataset": {"name": "demo", "source": "demo", "demo": {"passages": 400, "train_queries": 80, "dev_queries": 40}},
         "model": {"name_or_path": str(tiny_model), "pooling": "cls", "head": "linear_layernorm", "similarity": "dot",
                   "max_query_len": 32, "max_doc_len": 64},
         "train": {"batch_size": 8, "lr": 1.0e-3, "save_every": 10},
         "warmup": {"steps": 30},
+        "ance": {"rounds": 2, "steps_per_round": 20, "staleness": staleness, "topk": 50, "negatives_per_query": 10},
         "encode": {"shards": 2, "batch_size": 32},
     }
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, tiny_model):
-    """The whole pipeline (target `all`: BM25, zeroshot, warmup) on the demo data, run once."""
-    workdir = tmp_path_factory.mktemp("demo")
-    config = write_config(workdir / "tiny.yaml", tiny_demo_config(tiny_model))
+def run_demo(workdir: Path, tiny_model: Path, staleness: int) -> Path:
+    config = write_config(workdir / "tiny.yaml", tiny_demo_config(tiny_model, staleness))
     snakemake("--configfile", str(config), workdir=workdir)
     return workdir
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, tiny_model):
+    """The whole pipeline (BM25, zeroshot, warmup, 2 ANCE rounds, report) on demo data, run once."""
+    return run_demo(tmp_path_factory.mktemp("demo"), tiny_model, staleness=0)
+
+
+SYSTEM_ORDER = ["bm25", "zeroshot", "round-0", "round-1", "round-2"]
 
 
 def test_demo_metrics_table(demo_run):
     metrics = pd.read_csv(demo_run / "results/demo/metrics.tsv", sep="\t")
     assert list(metrics.columns) == HEADER
-    assert metrics[["system", "split"]].values.tolist() == [["bm25", "dev"], ["zeroshot", "dev"], ["round-0", "dev"]]
-    assert metrics["queries"].tolist() == [40, 40, 40]
+    assert metrics["system"].tolist() == SYSTEM_ORDER and set(metrics["split"]) == {"dev"}
+    assert metrics["queries"].eq(40).all()
     bm25 = metrics.set_index("system").loc["bm25"]
     # The demo is built so BM25 is imperfect (queries paraphrase with synonyms) but not useless.
     assert 0.2 < bm25["mrr@10"] < 0.9
@@ -75,45 +84,111 @@ def test_demo_metrics_table(demo_run):
 
 def test_dense_path_outputs(demo_run):
     res = demo_run / "results/demo"
-    for system in ("zeroshot", "round-0"):
+    for system in ("zeroshot", "round-0", "round-2"):
         shards = [np.load(res / f"embeddings/{system}/corpus.{i}.npy") for i in range(2)]
         assert sum(len(x) for x in shards) == 400 and shards[0].shape[1] == 32
         run = (res / f"runs/{system}/dev.trec").read_text().splitlines()
         assert len(run) == 40 * 400  # every query ranks the whole (small) collection
     log = pd.read_csv(res / "train/round-0.log.csv")
     assert log["step"].iloc[-1] == 30
+    assert pd.read_csv(res / "train/round-2.log.csv")["step"].iloc[-1] == 20
     assert (res / "checkpoints/round-0/anceflow.json").exists() and not (res / "state/round-0").exists()
 
 
-def dry_run(workdir: Path, change: dict | None = None) -> dict[str, int]:
+def test_rounds_mine_from_the_previous_checkpoint(demo_run):
+    res = demo_run / "results/demo"
+    for n in (1, 2):
+        stats = json.loads((res / f"negatives/round-{n}.json").read_text())
+        assert stats["round"] == n and stats["queries"] == 80
+        assert 0 <= stats["overlap_with_previous"] <= 1 and stats["positive_rank_median"] >= 1
+        negatives = pd.read_parquet(res / f"negatives/round-{n}.parquet")
+        # Negatives come from the mining checkpoint's top-k (staleness 0: round n-1) and skip positives.
+        run = (res / f"runs/round-{n - 1}/train.trec").read_text().splitlines()
+        top = {}
+        for line in run:
+            qid, _, pid, rank, _, _ = line.split()
+            if int(rank) <= 50:
+                top.setdefault(qid, set()).add(pid)
+        qrels = pd.read_parquet(res / "prepared/qrels.train.parquet")
+        positives = qrels.groupby("qid")["pid"].apply(set).to_dict()
+        for row in negatives.itertuples():
+            assert set(row.neg_pids) <= top[row.qid] and not set(row.neg_pids) & positives[row.qid]
+
+
+def test_report(demo_run):
+    report = demo_run / "results/demo/report"
+    for name in ("metrics.png", "loss.png"):
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rounds = pd.read_csv(report / "rounds.tsv", sep="\t")
+    assert rounds["round"].tolist() == [0, 1, 2]
+    html = demo_run / "report.html"
+    snakemake("--configfile", str(demo_run / "tiny.yaml"), "--report", str(html), workdir=demo_run)
+    text = html.read_text(errors="replace")
+    assert "metrics.png" in text and "rounds.tsv" in text
+
+
+def dry_run(workdir: Path, change: dict | None = None, snakefile: Path | None = None) -> dict[str, int]:
     configs = ["--configfile", str(workdir / "tiny.yaml")]
     if change:
         configs.append(str(write_config(workdir / "change.yaml", change)))
-    return planned_jobs(snakemake("-n", *configs, workdir=workdir))
+    return planned_jobs(snakemake("-n", *configs, workdir=workdir, snakefile=snakefile))
 
 
-# What a change to the round-0 negatives re-runs downstream: training, then round-0's encode/index/eval.
-RETRAIN = {"train_warmup": 1, "encode_corpus": 2, "encode_queries": 1, "build_index": 1, "dense_search": 1}
+# Everything after one round's training: that checkpoint encoded, indexed, searched on dev.
+def after_training(rounds: int) -> dict[str, int]:
+    return {"train": rounds, "encode_corpus": 2 * rounds, "build_index": rounds}
 
 
 def test_nothing_changed_nothing_to_do(demo_run):
     assert dry_run(demo_run) == {}
 
 
-def test_changing_k1_reruns_only_retrieval_negatives_and_evaluation(demo_run):
+def test_changing_k1_reruns_bm25_retrieval_and_everything_trained_after_it(demo_run):
     # Not prepare, tokenize, bm25_index, or anything of the zeroshot system.
     jobs = dry_run(demo_run, {"bm25": {"k1": 1.2}})
-    assert jobs == {"bm25_search": 2, "bm25_negatives": 1, **RETRAIN, "evaluate": 2, "metrics": 1, "all": 1}
+    assert jobs == {"bm25_search": 2, "bm25_negatives": 1, **after_training(3), "mine_negatives": 2,
+                    "encode_queries": 5, "dense_search": 5, "evaluate": 4, "metrics": 1, "report": 1, "all": 1}
+    assert not {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "init_model"} & set(jobs)
 
 
-def test_changing_topk_reruns_only_training_retrieval_and_negatives(demo_run):
-    jobs = dry_run(demo_run, {"bm25": {"topk": 50}})
-    assert jobs == {"bm25_search": 1, "bm25_negatives": 1, **RETRAIN, "evaluate": 1, "metrics": 1, "all": 1}
-
-
-def test_changing_an_evaluation_setting_reruns_only_evaluation(demo_run):
+def test_changing_an_evaluation_setting_reruns_only_evaluation_and_report(demo_run):
     jobs = dry_run(demo_run, {"evaluate": {"relevance_level": 2}})
-    assert jobs == {"evaluate": 3, "metrics": 1, "all": 1}
+    assert jobs == {"evaluate": 5, "metrics": 1, "report": 1, "all": 1}
+
+
+def test_changing_ance_topk_reruns_mining_of_rounds_1_up_not_warmup_or_bm25(demo_run):
+    jobs = dry_run(demo_run, {"ance": {"topk": 30}})
+    # The training-split searches of the mining checkpoints (round-0, round-1) go deeper or shallower.
+    assert jobs == {"dense_search": 2 + 2, "mine_negatives": 2, **after_training(2), "encode_queries": 1 + 2,
+                    "evaluate": 2, "metrics": 1, "report": 1, "all": 1}
+    assert not {"bm25_search", "bm25_negatives"} & set(jobs)
+
+
+def test_one_more_round_runs_only_that_round(demo_run):
+    jobs = dry_run(demo_run, {"ance": {"rounds": 3}})
+    # Round 3 mines with round 2 (its training queries are encoded and searched for that),
+    # trains, and its checkpoint is encoded, indexed, searched and evaluated on dev.
+    assert jobs == {"encode_queries": 1 + 1, "dense_search": 1 + 1, "mine_negatives": 1, **after_training(1),
+                    "evaluate": 1, "metrics": 1, "report": 1, "all": 1}
+
+
+def test_editing_the_training_code_reruns_training(demo_run, tmp_path):
+    # A copy of the workflow whose training module differs: training jobs become stale.
+    copy = tmp_path / "repo"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git", "__pycache__"))
+    (copy / "anceflow/train.py").write_text((copy / "anceflow/train.py").read_text() + "\n# a change\n")
+    jobs = dry_run(demo_run, snakefile=copy / "Snakefile")
+    assert jobs["train"] == 3 and "bm25_search" not in jobs and "prepare" not in jobs
+
+
+def test_staleness_one_mines_with_the_checkpoint_before_the_last(tmp_path_factory, tiny_model):
+    workdir = run_demo(tmp_path_factory.mktemp("stale"), tiny_model, staleness=1)
+    res = workdir / "results/demo"
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
+    assert metrics["system"].tolist() == SYSTEM_ORDER
+    # Round 2 mined with round 0's index, so no training-split run of round 1 was ever needed.
+    assert (res / "runs/round-0/train.trec").exists() and not (res / "runs/round-1/train.trec").exists()
+    assert (res / "report/metrics.png").exists()
 
 
 def test_invalid_config_names_the_key(tmp_path):

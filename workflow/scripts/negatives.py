@@ -1,19 +1,22 @@
-"""Sample hard negatives for each training (query, positive) from a run (rule bm25_negatives)."""
+"""Sample one round's hard negatives from a run, with diagnostics (rules bm25_negatives, mine_negatives)."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
 
 import json
 
+import pandas as pd
+
 from anceflow.evaluate import read_qrels
 from anceflow.io import atomic_path
-from anceflow.negatives import ranked_lists, sample_negatives, write_negatives
+from anceflow.negatives import mine, ranked_lists, write_negatives
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
-    p = snakemake.params
-    df, stats = sample_negatives(ranked_lists(snakemake.input.run), read_qrels(snakemake.input.qrels),
-                                 n=p.n, seed=p.seed, depth=p.depth)
+    p, inp = snakemake.params, snakemake.input
+    previous = pd.read_parquet(inp.previous) if "previous" in inp.keys() else None
+    df, stats = mine(ranked_lists(inp.run), read_qrels(inp.qrels), n=p.n, seed=p.seed, depth=p.depth,
+                     round_=int(snakemake.wildcards.get("n", 0)), query_fraction=p.query_fraction, previous=previous)
     write_negatives(df, snakemake.output.negatives)
     with atomic_path(snakemake.output.stats) as tmp, open(tmp, "w") as fh:
         json.dump(stats, fh, indent=1)

@@ -1,0 +1,60 @@
+"""ANCE rounds on SciFact with all-MiniLM-L6-v2: the dev table per system and the wall time per stage.
+
+Runs the whole workflow (target `all`: BM25, zeroshot, warmup, `ance.rounds` rounds, report) with
+bench/configs/scifact-minilm.yaml and prints NDCG@10, MRR@10, R@100 and hole@10 for bm25,
+zeroshot and every round, the per-round mining diagnostics, and the wall time of each stage summed
+over its jobs (from Snakemake's benchmark files). Figures are reported as measured.
+
+    python bench/rounds_scifact.py [--config bench/configs/scifact-minilm.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stage_times(res: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted([*res.glob("benchmarks/*.tsv"), *res.glob("tokens/*/benchmarks/*.tsv")]):
+        rule = re.split(r"[.]", path.name)[0]
+        detail = path.name[len(rule) + 1 : -4]
+        rows.append({"stage": rule, "job": detail, "seconds": pd.read_csv(path, sep="\t")["s"].iloc[0]})
+    df = pd.DataFrame(rows)
+    return df.groupby("stage").agg(jobs=("job", "count"), seconds=("seconds", "sum")).reset_index()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(REPO / "bench/configs/scifact-minilm.yaml"))
+    ap.add_argument("--cores", default="2")
+    args = ap.parse_args()
+    name = yaml.safe_load(Path(args.config).read_text())["dataset"]["name"]
+    res = REPO / "results" / name
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", args.cores, "all", "--configfile", args.config],
+                   cwd=REPO, check=True)
+    wall = time.time() - t0
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
+    dev = metrics[metrics["split"] == "dev"][["system", "ndcg@10", "mrr@10", "recall@100", "hole@10"]]
+    print("SciFact dev (300 queries):")
+    print(dev.to_string(index=False))
+    print("\nper round (mining diagnostics, final loss):")
+    print(pd.read_csv(res / "report/rounds.tsv", sep="\t").to_string(index=False))
+    print("\nwall time per stage (all jobs of the stage, including earlier runs kept by Snakemake):")
+    print(stage_times(res).to_string(index=False))
+    print(f"\nthis invocation: {wall:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

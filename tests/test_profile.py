@@ -1,0 +1,39 @@
+"""`snakemake --profile slurm` after the opt-in install step, with a site's values."""
+
+import os
+import subprocess
+import sys
+
+import yaml
+
+from anceflow import profile
+from conftest import REPO
+
+
+def test_install_writes_user_profile_with_site_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    path = profile.install(account="proj1", partition="gpu", gpu_model="a100", qos="high")
+    written = yaml.safe_load(path.read_text())
+    assert path == tmp_path / "cfg/snakemake/slurm/config.yaml"
+    assert written["default-resources"]["slurm_account"] == "proj1"
+    assert written["default-resources"]["slurm_partition"] == "gpu"
+    assert written["set-resources"]["train"]["gpu_model"] == "a100"
+    assert "gpu_model" not in written["set-resources"]["prepare"]
+    assert written["slurm-qos"] == "high" and written["executor"] == "slurm"
+    assert profile.main(["install"]) == 1  # exists: not overwritten without --force
+    assert profile.main(["install", "--force"]) == 0
+    assert yaml.safe_load(path.read_text())["slurm-no-account"] is True
+
+
+def test_snakemake_finds_the_installed_profile_by_name(tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("XDG_CONFIG_HOME", None)
+    subprocess.run([sys.executable, "-m", "anceflow.profile", "install", "--partition", "gpu"], cwd=REPO, env=env,
+                   check=True, capture_output=True)
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                           str(tmp_path / "wd"), "--profile", "slurm", "-n", "--configfile",
+                           str(REPO / "config/msmarco-passage.yaml")], cwd=REPO, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train = proc.stdout.split("rule train:", 1)[1].split("\n\n", 1)[0]
+    assert "slurm_partition=gpu" in train and "gpu=1" in train

@@ -1,0 +1,104 @@
+"""The workflow on a real SLURM (loopback, tests/slurm/cluster.py) through the slurm profile.
+
+Opt-in: `python -m pytest -m slurm` (what .ci/run does after installing slurm-wlm and munge).
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+sys.path.insert(0, str(Path(__file__).parent / "slurm"))
+import cluster  # noqa: E402
+
+pytestmark = pytest.mark.slurm
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    if cluster.missing_tools():
+        pytest.fail(f"SLURM is not installed (missing {cluster.missing_tools()}); .ci/run installs slurm-wlm and munge")
+    cluster.start()
+    yield
+    cluster.stop()
+
+
+def run_on_slurm(workdir: Path, config: dict, *targets: str, extra_profile: dict | None = None):
+    """snakemake with the repo's slurm profile plus the test overlay (which takes precedence)."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    overlay = Path(__file__).parent / "slurm" / "profile"
+    if extra_profile:
+        merged = yaml.safe_load((overlay / "config.yaml").read_text())
+        for key, value in extra_profile.items():
+            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+        overlay = workdir / "profile"
+        overlay.mkdir()
+        (overlay / "config.yaml").write_text(yaml.safe_dump(merged))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--profile", str(REPO / "profiles/slurm"), "--workflow-profile", str(overlay),
+           "--configfile", str(workdir / "config.yaml"), *targets]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-8000:]
+    return out
+
+
+def submitted(output: str) -> dict[str, str]:
+    """{snakemake job id: SLURM job id} from the executor's log lines."""
+    return dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", output))
+
+
+def tiny_config(tiny_model: Path, **over) -> dict:
+    config = {
+        "dataset": {"name": "demo", "source": "demo", "demo": {"passages": 300, "train_queries": 60, "dev_queries": 30}},
+        "model": {"name_or_path": str(tiny_model), "pooling": "cls", "head": "linear_layernorm", "similarity": "dot",
+                  "max_query_len": 32, "max_doc_len": 64},
+        "train": {"batch_size": 8, "lr": 1.0e-3, "save_every": 10},
+        "warmup": {"steps": 20},
+        "ance": {"rounds": 1, "steps_per_round": 10, "topk": 50, "negatives_per_query": 10},
+        "encode": {"shards": 2, "batch_size": 32},
+    }
+    for key, value in over.items():
+        config[key] = {**config[key], **value}
+    return config
+
+
+def test_demo_pipeline_runs_through_sbatch(slurm, tiny_model, tmp_path):
+    out = run_on_slurm(tmp_path, tiny_config(tiny_model), "all")
+    jobs = submitted(out)
+    job_rules = {}
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", out):
+        m = re.search(r"(local)?rule (\w+):.*?jobid: (\d+)", block, re.S)
+        if m:
+            job_rules[m.group(3)] = (m.group(2), bool(m.group(1)))
+    remote = {j: r for j, (r, local) in job_rules.items() if not local}
+    assert remote and set(remote) <= set(jobs), "every non-local job must go through sbatch"
+    print("\njob -> rule -> SLURM job id")
+    for job, rule in sorted(remote.items(), key=lambda kv: int(kv[0])):
+        print(f"  {job:>3} {rule:<16} {jobs[job]}")
+    metrics = pd.read_csv(tmp_path / "results/demo/metrics.tsv", sep="\t")
+    assert metrics["system"].tolist() == ["bm25", "zeroshot", "round-0", "round-1"]
+    logs = list((tmp_path / ".snakemake/slurm_logs").rglob("*.log"))
+    assert {p.stem for p in logs} >= set(jobs.values())  # one log per SLURM job, named by its id
+
+
+def test_training_stopped_at_its_time_limit_resumes(slurm, tiny_model, tmp_path):
+    """SLURM's time limit sends SIGTERM: training saves, fails, is retried and resumes from its state."""
+    config = tiny_config(tiny_model, warmup={"steps": 4000}, train={"save_every": 50})
+    profile = {"retries": 1, "set-resources": {"train": {"runtime": "1 if attempt == 1 else 30"}}}
+    out = run_on_slurm(tmp_path, config, "warmup", extra_profile=profile)
+    log = (tmp_path / "results/demo/logs/train.round-0.log").read_text()
+    assert "SIGTERM: saved state at step" in log
+    resumed = re.findall(r"resuming from step (\d+) of 4000", log)
+    assert resumed and int(resumed[0]) > 0, log[-3000:]
+    steps = pd.read_csv(tmp_path / "results/demo/train/round-0.log.csv")["step"]
+    assert steps.iloc[-1] == 4000 and steps.is_unique
+    print(f"\nstopped by the time limit, resumed from step {resumed[0]}; {len(submitted(out))} SLURM jobs")
