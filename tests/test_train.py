@@ -188,3 +188,20 @@ def test_next_round_can_carry_the_optimizer_state(small_data, init, tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a)  # Adam's moments carried over change the updates
     lrs = pd.read_csv(tmp_path / "r1/log.csv")["lr"]
     assert lrs.max() <= carried.lr and lrs.iloc[-1] < lrs.max()  # a fresh schedule at this round's lr
+
+
+def test_gradient_checkpointing_gives_the_same_training(small_data, init, tmp_path):
+    # Without dropout randomness differences: checkpointing recomputes activations, same numbers.
+    plain = settings(small_data, init, tmp_path / "plain", steps=3)
+    ckpt = settings(small_data, init, tmp_path / "ckpt", steps=3, gradient_checkpointing=True)
+    train(plain, progress=False)
+    train(ckpt, progress=False)
+    a, b = pd.read_csv(tmp_path / "plain/log.csv")["loss"], pd.read_csv(tmp_path / "ckpt/log.csv")["loss"]
+    assert np.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_epochs_set_the_number_of_steps(small_data, init, tmp_path):
+    s = settings(small_data, init, tmp_path / "ep", steps=1, epochs=0.5, batch_size=4)
+    summary = train(s, progress=False)
+    n = len(TrainingData(str(small_data["negatives"]), str(small_data["train_queries"]), str(small_data["corpus"]), 1, 11))
+    assert summary["steps"] == int(np.ceil(0.5 * n / 4))
