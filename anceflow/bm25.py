@@ -76,12 +76,14 @@ def search(index_dir: str | Path, queries: str | Path, run_path: str | Path, *, 
                     kept += 1
         if kept < len(table["qid"]):
             log.warning("%d empty queries skipped", len(table["qid"]) - kept)
-        if kept:
-            run_anserini("io.anserini.search.SearchCollection", [
-                "-index", Path(index_dir) / "lucene", "-topicReader", "TsvString", "-topics", topics,
-                "-output", tmp_run, "-bm25", "-bm25.k1", k1, "-bm25.b", b, "-hits", hits, "-threads", threads,
-            ], java=java, log_file=log_file)
-        else:
-            tmp_run.touch()
-        topics.unlink()
+        try:
+            if kept:
+                run_anserini("io.anserini.search.SearchCollection", [
+                    "-index", Path(index_dir) / "lucene", "-topicReader", "TsvString", "-topics", topics,
+                    "-output", tmp_run, "-bm25", "-bm25.k1", k1, "-bm25.b", b, "-hits", hits, "-threads", threads,
+                ], java=java, log_file=log_file)
+            else:
+                tmp_run.touch()
+        finally:
+            topics.unlink(missing_ok=True)
     return kept

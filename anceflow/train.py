@@ -38,6 +38,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from anceflow.encode import autocast, pad_batch
+from anceflow.errors import InputError
 from anceflow.io import atomic_path
 from anceflow.model import load_dual_encoder, load_tokenizer
 from anceflow.optim import build_optimizer, build_scheduler
@@ -94,7 +95,7 @@ class TrainSettings:
 def _version(path: str) -> list:
     """Size and modification time of a file, a folder's files, or a token prefix's files."""
     p = Path(path)
-    files = sorted(p.rglob("*")) if p.is_dir() else sorted(p.parent.glob(p.name + "*"))
+    files = sorted(p.rglob("*")) if p.is_dir() else sorted(p.parent.glob(p.name + ".*"))
     return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
 
 
@@ -109,11 +110,20 @@ class TrainingData:
             crows = crows[crows["chunk"] == 0]
         q_index = pd.Index(qrows["qid"])
         d_index = pd.Index(crows["pid"])
-        q_row = qrows["row"].to_numpy()[q_index.get_indexer(neg["qid"])]
-        pos_row = crows["row"].to_numpy()[d_index.get_indexer(neg["pos_pid"])]
+        def rows_of(index: pd.Index, rows: np.ndarray, ids, what: str) -> np.ndarray:
+            found = index.get_indexer(ids)
+            if (found < 0).any():
+                missing = np.asarray(ids)[found < 0][0]
+                raise InputError(negatives, f"{what} {missing!r} is not in {query_prefix if what == 'qid' else corpus_prefix}")
+            return rows[found]
+
+        q_row = rows_of(q_index, qrows["row"].to_numpy(), neg["qid"], "qid")
+        pos_row = rows_of(d_index, crows["row"].to_numpy(), neg["pos_pid"], "pid")
         examples = []
         for qr, pr, negs in zip(q_row, pos_row, neg["neg_pids"]):
-            rows = crows["row"].to_numpy()[d_index.get_indexer(list(negs))]
+            if len(negs) == 0:
+                continue
+            rows = rows_of(d_index, crows["row"].to_numpy(), list(negs), "pid")
             if len(rows) < k:  # too few negatives: repeat them so every example has k
                 rows = np.resize(rows, k)
             for i in range(0, len(rows) - k + 1, k):
@@ -203,6 +213,8 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
         torch.cuda.set_device(device)
     if s.threads:
         torch.set_num_threads(s.threads)
+    if s.batch_size % world:
+        raise ValueError(f"train.batch_size ({s.batch_size}) must be a multiple of the number of GPUs ({world})")
     if rank == 0:
         log.info("training on %s, processes: %d", device, world)
     torch.manual_seed(s.seed)
@@ -278,9 +290,12 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
                 d_ids, d_mask = pad_batch(data.corpus, batch[:, 1:].reshape(-1), pad_id)
                 sync = world == 1 or a == s.grad_accum - 1
                 ctx = contextlib.nullcontext() if sync else net.no_sync()
-                with ctx, autocast(device, precision):
-                    q, d = net(q_ids.to(device), q_mask.to(device), d_ids.to(device), d_mask.to(device))
-                    loss = contrastive_loss(q, d, n_docs, s.in_batch_negatives, temperature) / s.grad_accum
+                with ctx:
+                    with autocast(device, precision):
+                        q, d = net(q_ids.to(device), q_mask.to(device), d_ids.to(device), d_mask.to(device))
+                    # Scores in fp32: with ANCE's dot product they reach the hundreds, where bf16
+                    # cannot tell a positive from a negative a few points below it.
+                    loss = contrastive_loss(q.float(), d.float(), n_docs, s.in_batch_negatives, temperature) / s.grad_accum
                 scaler.scale(loss).backward()
                 total_loss += loss.item()
                 window_examples += len(batch) * world
@@ -292,10 +307,12 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             done = step + 1
+            stopping = stop.set
             if world > 1:
-                loss_t = torch.tensor([total_loss], device=device)
-                dist.all_reduce(loss_t)
-                total_loss = loss_t.item() / world
+                # One collective for the loss and the SIGTERM flag, so every rank stops at the same step.
+                reduced = torch.tensor([total_loss, float(stop.set)], device=device)
+                dist.all_reduce(reduced)
+                total_loss, stopping = reduced[0].item() / world, reduced[1].item() > 0
             if done % s.log_every == 0 or done == s.steps:
                 elapsed = time.time() - window_start
                 rows.append({"step": done, "loss": round(total_loss, 6), "lr": lr,
@@ -307,7 +324,7 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
                 window_examples, window_start = 0, time.time()
                 bar.set_postfix(loss=f"{total_loss:.4f}")
             bar.update(1)
-            if stop.set:
+            if stopping:
                 save(done)
                 log.warning("SIGTERM: saved state at step %d in %s; re-run the job to resume", done, state_file)
                 raise SystemExit(INTERRUPTED_EXIT)
@@ -325,7 +342,8 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
         model.eval()
         model.save(s.out_dir, tokenizer)
         if s.save_optimizer:
-            torch.save(optimizer.state_dict(), Path(s.out_dir) / "optimizer.pt")
+            with atomic_path(Path(s.out_dir) / "optimizer.pt") as tmp:
+                torch.save(optimizer.state_dict(), tmp)
         _write_log(s.log_csv, rows)
         shutil.rmtree(state_dir, ignore_errors=True)
     if world > 1:

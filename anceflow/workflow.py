@@ -29,6 +29,11 @@ def script_logging(snakemake):
         sys.stderr = fh
         try:
             yield logging.getLogger("anceflow")
+        except SystemExit as exc:
+            if exc.code == 143:  # training saved its state on SIGTERM
+                print(f"\nrule {snakemake.rule} stopped by SIGTERM after saving its state; "
+                      f"re-running the job resumes it. Log: {log_path}\n", file=console)
+            raise
         except BaseException as exc:
             traceback.print_exc(file=fh)
             kind = "bad input" if isinstance(exc, InputError) else type(exc).__name__

@@ -1,5 +1,6 @@
 # Shared set-up: config validation, output paths, and input functions.
 import os
+import re
 import sys
 
 # The logic lives in the anceflow package at the repo root (scripts find it the same way,
@@ -47,6 +48,8 @@ def source_input(wildcards):
     if DATASET["path"] is None:
         raise WorkflowError(f"dataset.source is {source!r}, which needs dataset.path")
     if source == "beir" and not os.path.isdir(DATASET["path"]):
+        if not re.fullmatch(r"[\w.-]+", DATASET["path"]):
+            raise WorkflowError(f"dataset.path {DATASET['path']!r} is neither a folder nor a BEIR dataset name")
         return f"{DATASET['download_dir']}/beir/{DATASET['path']}"
     if not os.path.isdir(DATASET["path"]):
         raise WorkflowError(f"dataset.path {DATASET['path']!r} is not a folder")
@@ -134,8 +137,11 @@ def train_settings(wildcards):
     """Training settings of round n (params, so changing one re-runs that training)."""
     n = int(wildcards.n)
     carry = ANCE["carry_optimizer"]
+    # save_every and log_every are bookkeeping: the script reads them from the config, so that
+    # changing them does not make finished training stale.
+    bookkeeping = ("save_every", "log_every")
     return {
-        **config["train"],
+        **{k: v for k, v in config["train"].items() if k not in bookkeeping},
         "steps": config["warmup"]["steps"] if n == 0 else ANCE["steps_per_round"],
         "lr": (config["warmup"]["lr"] or config["train"]["lr"]) if n == 0 else config["train"]["lr"],
         "epochs": config["warmup"]["epochs"] if n == 0 else None,
@@ -188,3 +194,9 @@ def module_source(*modules):
         with open(f"{workflow.basedir}/anceflow/{module}.py", "rb") as fh:
             digest.update(fh.read())
     return digest.hexdigest()[:16]
+
+
+def relevance_level(wildcards):
+    """evaluate.relevance_level, or the split's own (TREC DL counts grade >= 2 as relevant)."""
+    levels = config["evaluate"]["split_relevance_level"]
+    return levels.get(wildcards.split, config["evaluate"]["relevance_level"])

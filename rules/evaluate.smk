@@ -9,7 +9,7 @@ rule evaluate:
         per_query=f"{RES}/eval/{{system}}/{{split}}.per_query.tsv",
         summary=f"{RES}/eval/{{system}}/{{split}}.metrics.tsv",
     params:
-        relevance_level=config["evaluate"]["relevance_level"],
+        relevance_level=relevance_level,
     log:
         f"{RES}/logs/evaluate.{{system}}.{{split}}.log",
     conda:

@@ -48,7 +48,7 @@ def test_empty_config_gets_all_defaults_nested():
     assert config["model"]["doc_chunks"] == 1
     assert config["tokenize"] == {"batch_size": 2048}
     assert config["bm25"] == {"k1": 0.9, "b": 0.4, "topk": 200, "java": None}
-    assert config["evaluate"] == {"relevance_level": 1, "depth": 1000}
+    assert config["evaluate"] == {"relevance_level": 1, "split_relevance_level": {}, "depth": 1000}
     assert config == _schema_defaults(load_schema())
 
 

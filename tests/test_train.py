@@ -205,3 +205,14 @@ def test_epochs_set_the_number_of_steps(small_data, init, tmp_path):
     summary = train(s, progress=False)
     n = len(TrainingData(str(small_data["negatives"]), str(small_data["train_queries"]), str(small_data["corpus"]), 1, 11))
     assert summary["steps"] == int(np.ceil(0.5 * n / 4))
+
+
+def test_negatives_naming_unknown_ids_are_rejected(small_data, tmp_path):
+    from anceflow.errors import InputError
+    from anceflow.negatives import write_negatives
+
+    bad = pd.read_parquet(small_data["negatives"])
+    bad.at[0, "neg_pids"] = ["no-such-pid"]
+    write_negatives(bad, tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match="pid 'no-such-pid' is not in"):
+        TrainingData(str(tmp_path / "bad.parquet"), str(small_data["train_queries"]), str(small_data["corpus"]), 1, 0)

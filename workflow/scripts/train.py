@@ -1,4 +1,4 @@
-"""Train one round (rule train_warmup): in-process on CPU or one GPU, through torchrun on several GPUs."""
+"""Train one round (rule train): in-process on CPU or one GPU, through torchrun on several GPUs."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
@@ -20,6 +20,8 @@ with script_logging(snakemake) as log:
         state_dir=snakemake.params.state_dir,
         tensorboard_dir=str(Path(snakemake.params.state_dir).parent / "tensorboard"),
         threads=snakemake.threads,
+        save_every=snakemake.config["train"]["save_every"],
+        log_every=snakemake.config["train"]["log_every"],
         **snakemake.params.settings,
     )
     log.info("training summary: %s", launch(settings, log_path=snakemake.log[0]))
