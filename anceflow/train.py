@@ -113,7 +113,7 @@ class TrainingData:
         def rows_of(index: pd.Index, rows: np.ndarray, ids, what: str) -> np.ndarray:
             found = index.get_indexer(ids)
             if (found < 0).any():
-                missing = np.asarray(ids)[found < 0][0]
+                missing = str(np.asarray(ids)[found < 0][0])
                 raise InputError(negatives, f"{what} {missing!r} is not in {query_prefix if what == 'qid' else corpus_prefix}")
             return rows[found]
 
