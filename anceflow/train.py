@@ -251,7 +251,8 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
             scaler.load_state_dict(state["scaler"])
             _set_rng_state(state["rng"])
             start_step, rows = state["step"], state["log"]
-            log.info("resuming from step %d of %d (%s)", start_step, s.steps, state_file)
+            log.info("resuming from step %d of %d (%s, saved on %s)", start_step, s.steps, state_file,
+                     state.get("reason", "periodic"))
         else:
             log.warning("ignoring %s: it was saved for other inputs or settings; starting over", state_file)
     elif s.init_optimizer and Path(s.init_optimizer).exists():
@@ -266,9 +267,9 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
     writer = _tensorboard(s.tensorboard_dir) if rank == 0 else None
 
-    def save(step: int) -> None:
+    def save(step: int, reason: str) -> None:
         if rank == 0:
-            _save_state(state_file, fingerprint=fingerprint, step=step, model=model.state_dict(),
+            _save_state(state_file, fingerprint=fingerprint, step=step, reason=reason, model=model.state_dict(),
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         scaler=scaler.state_dict(), rng=_rng_state(), log=rows)
             _write_log(state_dir / "log.csv", rows)
@@ -325,11 +326,11 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
                 bar.set_postfix(loss=f"{total_loss:.4f}")
             bar.update(1)
             if stopping:
-                save(done)
+                save(done, "SIGTERM")
                 log.warning("SIGTERM: saved state at step %d in %s; re-run the job to resume", done, state_file)
                 raise SystemExit(INTERRUPTED_EXIT)
             if done % s.save_every == 0 and done < s.steps:
-                save(done)
+                save(done, "periodic")
         bar.close()
     finally:
         stop.restore()

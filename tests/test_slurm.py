@@ -35,16 +35,16 @@ def run_on_slurm(workdir: Path, config: dict, *targets: str, extra_profile: dict
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     overlay = Path(__file__).parent / "slurm" / "profile"
     if extra_profile:
-        merged = yaml.safe_load((overlay / "config.yaml").read_text())
-        for key, value in extra_profile.items():
-            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+        from anceflow.config import deep_merge
+
+        merged = deep_merge(yaml.safe_load((overlay / "config.yaml").read_text()), extra_profile)
         overlay = workdir / "profile"
         overlay.mkdir()
         (overlay / "config.yaml").write_text(yaml.safe_dump(merged))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+    cmd = [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
            "--profile", str(REPO / "profiles/slurm"), "--workflow-profile", str(overlay),
-           "--configfile", str(workdir / "config.yaml"), *targets]
+           "--configfile", str(workdir / "config.yaml")]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-8000:]
@@ -92,13 +92,26 @@ def test_demo_pipeline_runs_through_sbatch(slurm, tiny_model, tmp_path):
 
 def test_training_stopped_at_its_time_limit_resumes(slurm, tiny_model, tmp_path):
     """SLURM's time limit sends SIGTERM: training saves, fails, is retried and resumes from its state."""
-    config = tiny_config(tiny_model, warmup={"steps": 4000}, train={"save_every": 50})
+    config = tiny_config(tiny_model, warmup={"steps": 8000}, train={"save_every": 100})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    # Its inputs are made locally first, so only the training job goes through SLURM.
+    tokens = "results/demo/tokens/" + Path(tiny_model).name + ".q32.d64"
+    inputs = ["results/demo/negatives/round-0.parquet", "results/demo/checkpoints/zeroshot",
+              f"{tokens}/corpus.tokens.npy", f"{tokens}/queries.train.tokens.npy"]
+    subprocess.run([sys.executable, "-m", "snakemake", *inputs, "-s", str(REPO / "Snakefile"), "--cores", "2",
+                    "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
+                   cwd=REPO, check=True, capture_output=True)
     profile = {"retries": 1, "set-resources": {"train": {"runtime": "1 if attempt == 1 else 30"}}}
-    out = run_on_slurm(tmp_path, config, "warmup", extra_profile=profile)
+    run_on_slurm(tmp_path, config, "results/demo/train/round-0.log.csv", extra_profile=profile)
+    # Two SLURM jobs for the training: the first attempt, stopped at its time limit, and the retry.
+    attempts = sorted((tmp_path / ".snakemake/slurm_logs/rule_train").rglob("*.log"), key=lambda p: int(p.stem))
+    assert len(attempts) == 2, attempts
+    assert "DUE TO TIME LIMIT" in attempts[0].read_text()
+    # The retry's log (Snakemake starts a retry's log afresh) says where it resumed, and why.
     log = (tmp_path / "results/demo/logs/train.round-0.log").read_text()
-    assert "SIGTERM: saved state at step" in log
-    resumed = re.findall(r"resuming from step (\d+) of 4000", log)
+    resumed = re.findall(r"resuming from step (\d+) of 8000 \(.*, saved on SIGTERM\)", log)
     assert resumed and int(resumed[0]) > 0, log[-3000:]
     steps = pd.read_csv(tmp_path / "results/demo/train/round-0.log.csv")["step"]
-    assert steps.iloc[-1] == 4000 and steps.is_unique
-    print(f"\nstopped by the time limit, resumed from step {resumed[0]}; {len(submitted(out))} SLURM jobs")
+    assert steps.iloc[-1] == 8000 and steps.is_unique
+    print(f"\ntraining stopped by SLURM's 1-minute time limit at step {resumed[0]} (SIGTERM, state saved); "
+          f"the retry resumed from it. SLURM job ids: {', '.join(p.stem for p in attempts)}")
