@@ -79,7 +79,7 @@ def rounds_table(stats_jsons: list[str | Path], log_csvs: list[str | Path], metr
         stats = json.loads(Path(stats_path).read_text())
         log = pd.read_csv(log_path)
         n = stats.get("round", 0)
-        row = {"round": n, "mined_queries": stats["queries"], "examples": stats["examples"],
+        row = {"round": n, "mined_queries": stats["queries"], "pairs_with_negatives": stats["examples"],
                "positives_removed": stats["positives_removed"],
                "positive_rank_mean": stats["positive_rank_mean"], "positive_rank_median": stats["positive_rank_median"],
                "overlap_with_previous": stats["overlap_with_previous"],
