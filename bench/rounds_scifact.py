@@ -10,17 +10,14 @@ over its jobs (from Snakemake's benchmark files). Figures are reported as measur
 
 from __future__ import annotations
 
-import argparse
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from common import parse_args, run_targets  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
 def stage_times(res: Path) -> pd.DataFrame:
@@ -34,15 +31,9 @@ def stage_times(res: Path) -> pd.DataFrame:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(REPO / "bench/configs/scifact-minilm.yaml"))
-    ap.add_argument("--cores", default="2")
-    args = ap.parse_args()
-    name = yaml.safe_load(Path(args.config).read_text())["dataset"]["name"]
-    res = REPO / "results" / name
+    args = parse_args(__doc__)
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", args.cores, "all", "--configfile", args.config],
-                   cwd=REPO, check=True)
+    res = run_targets(args, "all")
     wall = time.time() - t0
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
     dev = metrics[metrics["split"] == "dev"][["system", "ndcg@10", "mrr@10", "recall@100", "hole@10"]]

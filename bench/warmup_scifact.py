@@ -8,26 +8,16 @@ the training time. Nothing is asserted: the figures are reported as measured.
 
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from common import parse_args, run_targets  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(REPO / "bench/configs/scifact-minilm.yaml"))
-    ap.add_argument("--cores", default="2")
-    args = ap.parse_args()
-    name = yaml.safe_load(Path(args.config).read_text())["dataset"]["name"]
-    res = REPO / "results" / name
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", args.cores, "bm25", "zeroshot", "warmup",
-                    "--configfile", args.config], cwd=REPO, check=True)
+    args = parse_args(__doc__)
+    res = run_targets(args, "bm25", "zeroshot", "warmup")
     rows = [pd.read_csv(res / f"eval/{system}/dev.metrics.tsv", sep="\t") for system in ("bm25", "zeroshot", "round-0")]
     print(pd.concat(rows).to_string(index=False))
     bench = pd.read_csv(res / "benchmarks/train.round-0.tsv", sep="\t").iloc[0]

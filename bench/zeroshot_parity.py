@@ -10,8 +10,6 @@ NDCG@10 figures and their difference (the issue asks for |diff| <= 0.002).
 
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,21 +19,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from common import parse_args, run_targets  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(REPO / "bench/configs/scifact-minilm.yaml"))
-    ap.add_argument("--cores", default="2")
-    args = ap.parse_args()
+    args = parse_args(__doc__)
     cfg = yaml.safe_load(Path(args.config).read_text())
-    name = cfg["dataset"]["name"]
-    res = REPO / "results" / name
-
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", args.cores, "zeroshot", "--configfile", args.config],
-                   cwd=REPO, check=True)
+    res = run_targets(args, "zeroshot")
     ours_seconds = time.time() - t0
     ours = pd.read_csv(res / "eval/zeroshot/dev.metrics.tsv", sep="\t").iloc[0]
 

@@ -1,7 +1,6 @@
 """Training: the loss, the data order, and interruption safety (SIGTERM and SIGKILL mid-run)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -514,7 +514,6 @@ def generate_demo(
 
     # 2. Targets: a passage whose concept set is contained in no other passage's,
     #    so at least "all its concepts" identifies it uniquely.
-    sets = [frozenset(cs) for cs in base_concepts]
     index: dict[int, set[int]] = {}
     for p, cs in enumerate(base_concepts):
         for c in cs:
