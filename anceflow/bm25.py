@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from anceflow.io import atomic_path
 from anceflow.java import run_anserini
-from anceflow.prepare import document_text
+from anceflow.prepare import iter_documents
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +29,16 @@ def _clean(text: str) -> str:
 
 def write_json_collection(collection: str | Path, out_dir: str | Path, *, progress: bool = True) -> int:
     """Write the collection as Anserini JsonCollection (``{"id", "contents"}`` per line)."""
-    pf = pq.ParquetFile(collection)
-    columns = [c for c in ("pid", "url", "title", "text") if c in pf.schema_arrow.names]
     out = Path(out_dir) / "docs.jsonl"
     n = 0
-    with open(out, "w", encoding="utf-8") as fh, tqdm(total=pf.metadata.num_rows, desc="bm25 docs", disable=not progress,
+    total = pq.ParquetFile(collection).metadata.num_rows
+    with open(out, "w", encoding="utf-8") as fh, tqdm(total=total, desc="bm25 docs", disable=not progress,
                                                     mininterval=2) as bar:
-        for batch in pf.iter_batches(batch_size=50_000, columns=columns):
-            data = batch.to_pydict()
-            none = [None] * batch.num_rows
-            for pid, text, title, url in zip(data["pid"], data["text"], data.get("title", none), data.get("url", none)):
-                fh.write(json.dumps({"id": pid, "contents": document_text(text, title, url)}, ensure_ascii=False) + "\n")
-            n += batch.num_rows
-            bar.update(batch.num_rows)
+        for pids, texts in iter_documents(collection, 50_000):
+            for pid, text in zip(pids, texts):
+                fh.write(json.dumps({"id": pid, "contents": text}, ensure_ascii=False) + "\n")
+            n += len(pids)
+            bar.update(len(pids))
     return n
 
 

@@ -38,10 +38,16 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def autocast(device: torch.device, precision: str = "auto"):
-    """bf16 (or fp16) autocast on CUDA; fp32 on CPU unless asked otherwise."""
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """"auto" means bf16 on CUDA (fp16 where bf16 is missing) and fp32 on CPU."""
     if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """An autocast context for the resolved precision (none for fp32)."""
+    precision = resolve_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from anceflow.io import atomic_path
-from anceflow.models import resolve_model_path
+from anceflow.models import load_tokenizer, resolve_model_path  # noqa: F401 (load_tokenizer re-exported)
 
 SPEC_FILE = "anceflow.json"
 HEAD_FILE = "head.safetensors"
@@ -165,9 +165,3 @@ def load_dual_encoder(name_or_path: str | Path, spec: EncoderSpec | None = None,
     query = _auto_model(path)
     doc = None if spec.shared else _auto_model(path)
     return DualEncoder(query, doc, spec)
-
-
-def load_tokenizer(name_or_path: str | Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_model_path(str(name_or_path)))

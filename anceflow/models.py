@@ -30,6 +30,13 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def load_tokenizer(name_or_path):
+    """The (fast) tokenizer of a model or checkpoint, resolved as above."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path(str(name_or_path)), use_fast=True)
+
+
 def model_tag(name_or_path: str) -> str:
     """A short, filesystem-safe name for a model or tokenizer (used in output paths)."""
     name = Path(name_or_path.rstrip("/")).name or "model"

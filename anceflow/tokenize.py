@@ -26,7 +26,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from anceflow.io import atomic_path
-from anceflow.prepare import document_text
+from anceflow.models import load_tokenizer
+from anceflow.prepare import iter_documents
 
 HEADER_BYTES = 128  # fixed .npy header size, so the final length can be written in place
 
@@ -82,14 +83,6 @@ class TokenTable:
 
     def row(self, r: int) -> np.ndarray:
         return np.asarray(self.tokens[self.offsets[r] : self.offsets[r + 1]])
-
-
-def load_tokenizer(name_or_path: str):
-    from transformers import AutoTokenizer
-
-    from anceflow.models import resolve_model_path
-
-    return AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), use_fast=True)
 
 
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
@@ -158,17 +151,8 @@ def tokenize_corpus(collection: str | Path, prefix: str | Path, tokenizer_name: 
                     chunks: int = 1, batch_size: int = 2048, progress: bool = True) -> dict:
     """Tokenize ``collection.parquet`` (FirstP when chunks == 1, else MaxP)."""
     tokenizer = load_tokenizer(tokenizer_name)
-    pf = pq.ParquetFile(collection)
-    columns = [c for c in ("pid", "url", "title", "text") if c in pf.schema_arrow.names]
-
-    def batches():
-        for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
-            data = batch.to_pydict()
-            none = [None] * batch.num_rows
-            texts = [document_text(*parts) for parts in zip(data["text"], data.get("title", none), data.get("url", none))]
-            yield data["pid"], texts
-
-    stats = _tokenize_table(batches(), pf.metadata.num_rows, tokenizer, max_len, chunks, Path(prefix), "pid",
+    n_docs = pq.ParquetFile(collection).metadata.num_rows
+    stats = _tokenize_table(iter_documents(collection, batch_size), n_docs, tokenizer, max_len, chunks, Path(prefix), "pid",
                             "tokenize corpus", progress)
     return {"tokenizer": tokenizer_name, "max_len": max_len, "chunks": chunks, **stats}
 

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from anceflow.encode import autocast, pad_batch
+from anceflow.encode import autocast, pad_batch, resolve_precision
 from anceflow.errors import InputError
 from anceflow.io import atomic_path
 from anceflow.model import load_dual_encoder, load_tokenizer
@@ -233,9 +233,7 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
         log.info("%s epochs over %d examples = %d steps", s.epochs, len(data), s.steps)
     optimizer = build_optimizer(model, s.optimizer, s.lr, s.weight_decay)
     scheduler = build_scheduler(optimizer, int(s.warmup_ratio * s.steps), s.steps)
-    precision = s.precision
-    if precision == "auto":
-        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if device.type == "cuda" else "fp32"
+    precision = resolve_precision(device, s.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     state_dir = Path(s.state_dir)

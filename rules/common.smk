@@ -77,14 +77,17 @@ def prepared_outputs():
     ]
 
 
-def bm25_depth(wildcards):
-    """Training queries are searched to bm25.topk (negatives), evaluation splits to evaluate.depth."""
-    depth = 0
-    if wildcards.split == TRAIN_SPLIT:
-        depth = config["bm25"]["topk"]
-    if wildcards.split in EVAL_SPLITS:
+def search_depth(split, train_depth):
+    """Training queries are searched to train_depth (for negatives), evaluation splits to
+    evaluate.depth; a split that is both gets the deeper of the two."""
+    depth = train_depth if split == TRAIN_SPLIT else 0
+    if split in EVAL_SPLITS:
         depth = max(depth, config["evaluate"]["depth"])
     return depth
+
+
+def bm25_depth(wildcards):
+    return search_depth(wildcards.split, config["bm25"]["topk"])
 
 
 def output_dir(wildcards, output):
@@ -161,13 +164,7 @@ def mining_input(wildcards):
 
 
 def dense_depth(wildcards):
-    """Mining searches training queries to ance.topk; evaluation splits go to evaluate.depth."""
-    depth = 0
-    if wildcards.split == TRAIN_SPLIT:
-        depth = ANCE["topk"]
-    if wildcards.split in EVAL_SPLITS:
-        depth = max(depth, config["evaluate"]["depth"])
-    return depth
+    return search_depth(wildcards.split, ANCE["topk"])
 
 
 def corpus_shards(wildcards):

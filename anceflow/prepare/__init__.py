@@ -45,6 +45,16 @@ def document_text(text: str, title: str | None = None, url: str | None = None) -
     return " ".join(part for part in (url, title, text) if part)
 
 
+def iter_documents(collection: str | Path, batch_size: int) -> Iterator[tuple[list[str], list[str]]]:
+    """(pids, texts) batches of a prepared ``collection.parquet``, texts as ``document_text`` makes them."""
+    pf = pq.ParquetFile(collection)
+    columns = [c for c in ("pid", "url", "title", "text") if c in pf.schema_arrow.names]
+    for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
+        data = batch.to_pydict()
+        none = [None] * batch.num_rows
+        yield data["pid"], [document_text(*parts) for parts in zip(data["text"], data.get("title", none), data.get("url", none))]
+
+
 class _BatchWriter:
     """Writes records to parquet one row group at a time, so memory stays flat."""
 
