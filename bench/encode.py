@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import Figures, add_record_args
+
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -65,6 +67,7 @@ def main() -> int:
     ap.add_argument("--precision", default="auto", help="ours: auto (the pipeline default), fp32 or bf16")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--repeats", type=int, default=2)
+    add_record_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from sentence_transformers import SentenceTransformer
@@ -87,13 +90,20 @@ def main() -> int:
             times["sentence-transformers"].append(time.perf_counter() - t)
     diff = float(np.abs(mine.astype(np.float32) - ref).max())
     cosine = float(np.mean(np.sum(mine * ref, axis=1) / (np.linalg.norm(mine, axis=1) * np.linalg.norm(ref, axis=1))))
-    print(f"{len(texts)} passages, {tokens} tokens (max length {args.max_len}), batch {args.batch_size}, "
-          f"{args.threads} threads, ours precision={args.precision}")
-    for name, ts in times.items():
+    from anceflow.encode import resolve_precision
+
+    resolved = resolve_precision(torch.device("cpu"), args.precision, inference=True)
+    name = "encode" if args.precision == "auto" else f"encode-{args.precision}"
+    out = Figures(name, f"Encoding: ours vs sentence-transformers (precision {args.precision})")
+    out(f"{len(texts)} SciFact passages, {tokens} tokens (max length {args.max_len}), batch {args.batch_size}, "
+        f"{args.threads} threads; ours precision={args.precision} (here: {resolved}), sentence-transformers fp32; "
+        f"best of {args.repeats}, alternating")
+    for who, ts in times.items():
         best = min(ts)
-        print(f"{name:<22} {best:7.2f} s  {len(texts) / best:8.1f} passages/s  {tokens / best:9.0f} tokens/s")
-    print(f"max |ours - sentence-transformers| = {diff:.2e}; mean cosine = {cosine:.6f}")
-    print(f"speedup_vs_sentence_transformers={min(times['sentence-transformers']) / min(times['ours']):.3f}")
+        out(f"{who:<22} {best:7.2f} s  {len(texts) / best:8.1f} passages/s  {tokens / best:9.0f} tokens/s")
+    out(f"max |ours - sentence-transformers| = {diff:.2e}; mean cosine = {cosine:.6f}")
+    out(f"speedup_vs_sentence_transformers={min(times['sentence-transformers']) / min(times['ours']):.3f}")
+    out.record(args)
     return 0
 
 

@@ -174,7 +174,6 @@ def bench_encode(out: Figures, ckpt: Path, prefix: Path, device: torch.device, a
         sync(device)
         return time.perf_counter() - t
 
-    ours_sub = None
     sync(device)
     t = time.perf_counter()
     encode_rows(model, table, subset, vectors[: len(subset)], **kw)
@@ -184,9 +183,6 @@ def bench_encode(out: Figures, ckpt: Path, prefix: Path, device: torch.device, a
         s = plain(pad_to)
         out(f"encode baseline ({label}), {len(subset):,} passages: {sub_tokens / s:,.0f} tokens/s; "
             f"ours on the same passages {sub_tokens / ours_sub:,.0f} tokens/s = {s / ours_sub:.2f}x")
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def bench_train(out: Figures, ckpt: Path, work: Path, device: torch.device, args) -> None:

@@ -59,6 +59,8 @@ rule bm25_negatives:
         seed=config["seed"],
     log:
         f"{RES}/logs/bm25_negatives.log",
+    benchmark:
+        f"{RES}/benchmarks/bm25_negatives.tsv"
     conda:
         "../envs/bm25.yaml"
     script:

@@ -9,6 +9,8 @@ rule demo_data:
         sizes=DATASET["demo"],
     log:
         f"{RES}/logs/demo_data.log",
+    benchmark:
+        f"{RES}/benchmarks/demo_data.tsv"
     conda:
         "../envs/prepare.yaml"
     script:
@@ -26,6 +28,8 @@ rule download_msmarco:
         cache=f"{DATASET['download_dir']}/raw",
     log:
         f"{DATASET['download_dir']}/logs/download_{{kind}}.log",
+    benchmark:
+        f"{DATASET['download_dir']}/benchmarks/download_{{kind}}.tsv"
     resources:
         downloads=1,
     conda:
@@ -41,6 +45,8 @@ rule download_beir:
         base_url=DATASET["beir_url"],
     log:
         f"{DATASET['download_dir']}/logs/download_beir_{{beir_name}}.log",
+    benchmark:
+        f"{DATASET['download_dir']}/benchmarks/download_beir_{{beir_name}}.tsv"
     resources:
         downloads=1,
     conda:

@@ -12,6 +12,8 @@ rule evaluate:
         relevance_level=relevance_level,
     log:
         f"{RES}/logs/evaluate.{{system}}.{{split}}.log",
+    benchmark:
+        f"{RES}/benchmarks/evaluate.{{system}}.{{split}}.tsv"
     conda:
         "../envs/evaluate.yaml"
     script:
@@ -25,6 +27,8 @@ rule metrics:
         f"{RES}/metrics.tsv",
     log:
         f"{RES}/logs/metrics.log",
+    benchmark:
+        f"{RES}/benchmarks/metrics.tsv"
     conda:
         "../envs/evaluate.yaml"
     script:

@@ -37,6 +37,8 @@ rule report:
         config=config,
     log:
         f"{RES}/logs/report.log",
+    benchmark:
+        f"{RES}/benchmarks/report.tsv"
     conda:
         "../envs/evaluate.yaml"
     script:

@@ -39,6 +39,8 @@ rule tokenize_queries:
         batch_size=config["tokenize"]["batch_size"],
     log:
         f"{TOK}/logs/tokenize_queries.{{split}}.log",
+    benchmark:
+        f"{TOK}/benchmarks/tokenize_queries.{{split}}.tsv"
     threads: 1
     conda:
         "../envs/tokenize.yaml"

@@ -11,6 +11,8 @@ rule init_model:
         seed=config["seed"],
     log:
         f"{RES}/logs/init_model.log",
+    benchmark:
+        f"{RES}/benchmarks/init_model.tsv"
     conda:
         "../envs/train.yaml"
     script:

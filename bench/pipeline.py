@@ -1,0 +1,67 @@
+"""The demo pipeline end to end: wall time per stage, total, and a no-op re-run.
+
+Runs the README's demo (``snakemake --cores 2`` with config/config.yaml) from scratch
+(``--forceall``), then sums each stage's job times from the Snakemake ``benchmark:`` files its
+jobs wrote (``results/demo/**/benchmarks/*.tsv``, column ``s``), and times a second invocation
+that has nothing to do (goal: under 3 s) and a dry run. Prints the demo's metrics table too.
+
+    python bench/pipeline.py [--cores 2] [--no-forceall]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import pandas as pd
+
+from common import REPO, Figures, add_record_args
+
+
+def snakemake(*args: str) -> float:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL if "-n" in args or "--forceall" not in args else None)
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cores", default="2")
+    ap.add_argument("--no-forceall", action="store_true", help="time only what is stale, not the whole pipeline")
+    add_record_args(ap)
+    args = ap.parse_args()
+    res = REPO / "results/demo"
+    start = time.time()
+    total = snakemake("--cores", args.cores, *([] if args.no_forceall else ["--forceall"]))
+    stages: dict[str, list[float]] = defaultdict(list)
+    for tsv in res.rglob("benchmarks/*.tsv"):
+        if tsv.stat().st_mtime >= start:
+            stages[tsv.name.split(".")[0]].append(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]))
+    noop = min(snakemake("--cores", args.cores) for _ in range(2))
+    dry = min(snakemake("--cores", args.cores, "-n") for _ in range(2))
+
+    out = Figures("pipeline", "Pipeline: the demo end to end")
+    out(f"`snakemake --cores {args.cores}{'' if args.no_forceall else ' --forceall'}` (config/config.yaml: demo data, "
+        f"all-MiniLM-L6-v2, warmup + 2 ANCE rounds): {total:.0f} s wall, {sum(map(len, stages.values()))} jobs")
+    out(f"  {'stage':<18} {'jobs':>4} {'sum of job s':>12} {'share':>6}")
+    busy = sum(sum(v) for v in stages.values())
+    for stage, times in sorted(stages.items(), key=lambda kv: -sum(kv[1])):
+        out(f"  {stage:<18} {len(times):>4} {sum(times):12.1f} {sum(times) / busy:6.1%}")
+    out(f"  (jobs run side by side on {args.cores} cores, so the sum, {busy:.0f} s, can exceed the wall time)")
+    out(f"no-op re-run (nothing to do): {noop:.2f} s (goal < 3 s); dry run (-n): {dry:.2f} s")
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
+    out("demo metrics (results/demo/metrics.tsv, dev split):")
+    dev = metrics[metrics["split"] == "dev"].set_index("system")
+    cols = [c for c in ("ndcg@10", "mrr@10", "recall@100", "recall@1000", "hole@10") if c in dev]
+    for line in dev[cols].to_string(float_format=lambda x: f"{x:.4f}").splitlines():
+        out("  " + line)
+    out.record(args)
+    return 0 if noop < 3 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
