@@ -1,0 +1,34 @@
+"""The bench scripts' shared recorder, and the GPU script's CPU mode (CI has no GPU to run it on)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from common import write_section  # noqa: E402
+
+
+def test_write_section_replaces_its_own_section_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "B.md"
+    path.write_text("# Benchmarks\n\nhand-written summary\n")
+    write_section(path, "a", "<!-- bench:a -->\nA1\n<!-- /bench:a -->")
+    write_section(path, "b", "<!-- bench:b -->\nB1\n<!-- /bench:b -->")
+    write_section(path, "a", "<!-- bench:a -->\nA2 with a \\1 backslash\n<!-- /bench:a -->")
+    text = path.read_text()
+    assert "hand-written summary" in text and "A1" not in text and "A2 with a \\1 backslash" in text
+    assert text.index("A2") < text.index("B1")  # replaced in place, not appended
+    assert text.count("<!-- bench:a -->") == 1
+
+
+def test_gpu_script_runs_at_tiny_size_on_cpu(tmp_path):
+    out = tmp_path / "B.md"
+    done = subprocess.run([sys.executable, "bench/gpu.py", "--cpu", "--benchmarks-file", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = out.read_text()
+    assert "<!-- bench:gpu-cpu-check -->" in text and "FAILED" not in text
+    for line in ("encode ours (second pass)", "encode baseline (file order", "reference loop, AdamW",
+                 "ours, LAMB", "search exact top-100", "search faiss-cpu IndexFlatIP"):
+        assert line in text, line
