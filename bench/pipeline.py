@@ -11,6 +11,7 @@ that has nothing to do (goal: under 3 s) and a dry run. Prints the demo's metric
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -25,6 +26,18 @@ def snakemake(*args: str) -> float:
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL if "-n" in args or "--forceall" not in args else None)
+    return time.perf_counter() - t
+
+
+def scontrol_seconds() -> float | None:
+    """How long `scontrol show config` takes (None without SLURM's client tools)."""
+    if shutil.which("scontrol") is None:
+        return None
+    t = time.perf_counter()
+    try:
+        subprocess.run(["scontrol", "show", "config"], capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
     return time.perf_counter() - t
 
 
@@ -53,6 +66,10 @@ def main() -> int:
         out(f"  {stage:<18} {len(times):>4} {sum(times):12.1f} {sum(times) / busy:6.1%}")
     out(f"  (jobs run side by side on {args.cores} cores, so the sum, {busy:.0f} s, can exceed the wall time)")
     out(f"no-op re-run (nothing to do): {noop:.2f} s (goal < 3 s); dry run (-n): {dry:.2f} s")
+    probe = scontrol_seconds()
+    if probe is not None and probe > 1:
+        out(f"  note: `scontrol show config` takes {probe:.1f} s here, and Snakemake's SLURM plugin runs it at every "
+            "start: a slurm.conf whose controller is not running (tests/slurm/cluster.py now removes its own)")
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
     out("demo metrics (results/demo/metrics.tsv, dev split):")
     dev = metrics[metrics["split"] == "dev"].set_index("system")

@@ -41,12 +41,12 @@ def main() -> int:
             src = Path(tmp) / f"x{factor}"
             replicate_collection(Path(args.dataset), src, factor)
             prepare_local(src, src / "prep", ["dev"], progress=False)
-            out = subprocess.run([sys.executable, "-c", CHILD, str(src / "prep/collection.parquet"), str(src / "tok")],
-                                 capture_output=True, text=True, check=True, cwd=REPO).stdout.strip().splitlines()[-1]
-            r = json.loads(out)
+            child = subprocess.run([sys.executable, "-c", CHILD, str(src / "prep/collection.parquet"), str(src / "tok")],
+                                   capture_output=True, text=True, check=True, cwd=REPO)
+            r = json.loads(child.stdout.strip().splitlines()[-1])
             size_mb = sum(p.stat().st_size for p in src.glob("tok.*")) / 2**20
             out(f"{factor}x SciFact: {r['rows']} docs, {r['tokens']} tokens, {r['seconds']:.1f} s, "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB, outputs {size_mb:.1f} MB")
+                f"peak RSS {r['peak_rss_mb']:.0f} MB, outputs {size_mb:.1f} MB")
     out.record(args)
     return 0
 
