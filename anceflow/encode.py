@@ -47,7 +47,7 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_precision(device: torch.device, precision: str = "auto", *, inference: bool = False) -> str:
     """Resolve "auto": bf16 on CUDA (fp16 where bf16 is missing). On CPU, bf16 for inference when
-    the CPU has native bf16 (2.4x faster encoding; SciFact nDCG@10 within 0.001 of fp32, see
+    the CPU has native bf16 (2.6x faster encoding; SciFact nDCG@10 within 0.001 of fp32, see
     BENCHMARKS.md), otherwise fp32; CPU training stays fp32."""
     if precision != "auto":
         return precision
