@@ -117,13 +117,17 @@ class TrainingData:
                 raise InputError(negatives, f"{what} {missing!r} is not in {query_prefix if what == 'qid' else corpus_prefix}")
             return rows[found]
 
+        d_rows = crows["row"].to_numpy()
         q_row = rows_of(q_index, qrows["row"].to_numpy(), neg["qid"], "qid")
-        pos_row = rows_of(d_index, crows["row"].to_numpy(), neg["pos_pid"], "pid")
+        pos_row = rows_of(d_index, d_rows, neg["pos_pid"], "pid")
+        # All negatives in one lookup (MS MARCO: 500k queries x 20), then split back per pair.
+        counts = neg["neg_pids"].map(len).to_numpy()
+        flat = [pid for negs in neg["neg_pids"] for pid in negs]
+        per_pair = np.split(rows_of(d_index, d_rows, flat, "pid"), np.cumsum(counts)[:-1])
         examples = []
-        for qr, pr, negs in zip(q_row, pos_row, neg["neg_pids"]):
-            if len(negs) == 0:
+        for qr, pr, rows in zip(q_row, pos_row, per_pair):
+            if len(rows) == 0:
                 continue
-            rows = rows_of(d_index, crows["row"].to_numpy(), list(negs), "pid")
             if len(rows) < k:  # too few negatives: repeat them so every example has k
                 rows = np.resize(rows, k)
             for i in range(0, len(rows) - k + 1, k):
