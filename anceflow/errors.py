@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Exit status of a job that saved its state on SIGTERM and stopped (128 + SIGTERM, what a shell
+# reports for a process stopped by SIGTERM); re-running the job resumes it.
+INTERRUPTED_EXIT = 143
+
 
 class InputError(ValueError):
     """Bad user input: names the file and, where known, the 1-based line."""

@@ -22,6 +22,14 @@ def round_number(system: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def save_png(fig, out_png: str | Path) -> None:
+    """Lay out, write atomically, and free a figure."""
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 def plot_metrics(metrics_tsv: str | Path, out_png: str | Path) -> None:
     """One panel per (split, metric): the rounds as a line, BM25 and zero-shot as horizontal lines."""
     df = pd.read_csv(metrics_tsv, sep="\t", dtype={"split": str})
@@ -44,10 +52,7 @@ def plot_metrics(metrics_tsv: str | Path, out_png: str | Path) -> None:
             ax.set_xticks(rounds["round"].astype(int).tolist())
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize="small")
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, out_png)
 
 
 def plot_losses(log_csvs: list[str | Path], out_png: str | Path) -> None:
@@ -65,10 +70,7 @@ def plot_losses(log_csvs: list[str | Path], out_png: str | Path) -> None:
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", ncol=4)
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, out_png)
 
 
 def rounds_table(stats_jsons: list[str | Path], log_csvs: list[str | Path], metrics_tsv: str | Path) -> pd.DataFrame:

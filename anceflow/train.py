@@ -38,7 +38,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from anceflow.encode import autocast, pad_batch, pad_multiple, resolve_precision, to_device
-from anceflow.errors import InputError
+from anceflow.errors import INTERRUPTED_EXIT, InputError
 from anceflow.io import atomic_path
 from anceflow.model import load_dual_encoder, load_tokenizer
 from anceflow.optim import build_optimizer, build_scheduler
@@ -46,7 +46,6 @@ from anceflow.tokenize import TokenTable
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ["step", "loss", "lr", "examples_per_s", "elapsed_s"]
-INTERRUPTED_EXIT = 143  # 128 + SIGTERM, what a shell reports for a job stopped by SIGTERM
 
 
 @dataclass

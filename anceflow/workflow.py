@@ -7,7 +7,7 @@ import logging
 import sys
 import traceback
 
-from anceflow.errors import InputError
+from anceflow.errors import INTERRUPTED_EXIT, InputError
 
 
 @contextlib.contextmanager
@@ -30,7 +30,7 @@ def script_logging(snakemake):
         try:
             yield logging.getLogger("anceflow")
         except SystemExit as exc:
-            if exc.code == 143:  # training saved its state on SIGTERM
+            if exc.code == INTERRUPTED_EXIT:  # training saved its state on SIGTERM
                 print(f"\nrule {snakemake.rule} stopped by SIGTERM after saving its state; "
                       f"re-running the job resumes it. Log: {log_path}\n", file=console)
             raise
