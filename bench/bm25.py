@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import REPO, Figures, add_record_args, run_targets
+from common import Figures, parse_args, results_dir, run_targets
 
 
 def read_run_top(path: Path, k: int) -> dict[str, list[str]]:
@@ -36,21 +36,16 @@ def read_run_top(path: Path, k: int) -> dict[str, list[str]]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(REPO / "bench/configs/scifact-minilm.yaml"))
-    ap.add_argument("--cores", default="2")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--hits", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=2)
-    add_record_args(ap)
-    args = ap.parse_args()
-    import yaml
+    def extra(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--threads", type=int, default=2)
+        ap.add_argument("--hits", type=int, default=1000)
+        ap.add_argument("--repeats", type=int, default=2)
 
+    args = parse_args(__doc__, extra)
     from anceflow import bm25
     from anceflow.java import import_pyserini
 
-    name = yaml.safe_load(Path(args.config).read_text())["dataset"]["name"]
-    prepared = run_targets(args, f"results/{name}/prepared/stats.json") / "prepared"
+    prepared = run_targets(args, f"{results_dir(args)}/prepared/stats.json") / "prepared"
     queries = pd.concat([pd.read_parquet(prepared / f"queries.{s}.parquet") for s in ("dev", "train")])
     out = Figures("bm25", "BM25: Anserini batch retrieval (ours) vs Pyserini's search loop")
     with tempfile.TemporaryDirectory() as tmp:

@@ -45,11 +45,24 @@ def add_record_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--no-record", action="store_true", help="print only; leave BENCHMARKS.md alone")
 
 
+def results_dir(args: argparse.Namespace) -> Path:
+    """The bench config's results folder, relative to the repository (as Snakemake targets are)."""
+    return Path("results") / yaml.safe_load(Path(args.config).read_text())["dataset"]["name"]
+
+
 def run_targets(args: argparse.Namespace, *targets: str, extra: list[str] = ()) -> Path:
     """Run the workflow's targets with the bench config; return that dataset's results folder."""
     subprocess.run([sys.executable, "-m", "snakemake", *targets, "--cores", args.cores, "--configfile", args.config,
                     *extra], cwd=REPO, check=True)
-    return REPO / "results" / yaml.safe_load(Path(args.config).read_text())["dataset"]["name"]
+    return REPO / results_dir(args)
+
+
+def minilm_checkpoint(folder: Path, model: str = "sentence-transformers/all-MiniLM-L6-v2") -> Path:
+    """all-MiniLM-L6-v2 as sentence-transformers uses it (mean pooling, cosine), saved as a checkpoint."""
+    from anceflow.model import EncoderSpec, load_dual_encoder, load_tokenizer
+
+    load_dual_encoder(model, EncoderSpec("mean", "none", "cosine", True)).save(folder, load_tokenizer(model))
+    return folder
 
 
 def machine() -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import Figures, add_record_args
+from common import Figures, add_record_args, minilm_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -41,12 +41,11 @@ def ours(texts: list[str], max_len: int, batch_size: int, precision: str, workdi
     import pyarrow.parquet as pq
 
     from anceflow.encode import encode_table
-    from anceflow.model import EncoderSpec, load_dual_encoder, load_tokenizer
     from anceflow.tokenize import tokenize_corpus
 
     ckpt = workdir / "ckpt"
     if not ckpt.exists():
-        load_dual_encoder(MODEL, EncoderSpec("mean", "none", "cosine", True)).save(ckpt, load_tokenizer(MODEL))
+        minilm_checkpoint(ckpt, MODEL)
     pq.write_table(pa.table({"pid": [str(i) for i in range(len(texts))], "text": texts}), workdir / "c.parquet")
     stats = tokenize_corpus(workdir / "c.parquet", workdir / "tok", MODEL, max_len=max_len, progress=False)
     encode_table(ckpt, workdir / "tok", workdir / "v.npy", side="doc", batch_size=batch_size, precision=precision,

@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # anceflow, also where it is not pip-installed
 
 from common import Figures, add_record_args  # noqa: E402
-from train import reference_loop, steady_rate  # noqa: E402
+from train import peak_memory_mb, reference_loop, steady_rate  # noqa: E402
 
 # Dense bf16 tensor-core peaks (no sparsity) from NVIDIA's data sheets, TFLOP/s.
 PEAK_BF16 = {"H100 PCIe": 756, "H100 NVL": 835, "H100": 989, "H200": 989, "A100": 312, "L40S": 362, "A10G": 70}
@@ -188,7 +188,7 @@ def bench_encode(out: Figures, ckpt: Path, prefix: Path, device: torch.device, a
 def bench_train(out: Figures, ckpt: Path, work: Path, device: torch.device, args) -> None:
     import pandas as pd
 
-    from anceflow.encode import pad_batch
+    from anceflow.encode import pad_batch, pad_multiple
     from anceflow.train import TrainingData, TrainSettings, train
 
     rng = np.random.default_rng(1)
@@ -210,7 +210,7 @@ def bench_train(out: Figures, ckpt: Path, work: Path, device: torch.device, args
             torch.cuda.reset_peak_memory_stats(device)
         train(s, progress=False)
         rate = steady_rate(pd.read_csv(s.log_csv)["elapsed_s"].tolist(), micro * acc, args.train_skip)
-        return rate, torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+        return rate, peak_memory_mb(device) / 1024
 
     data = TrainingData(str(work / "negatives.parquet"), str(work / "queries"), str(work / "corpus"), 1, 42)
 
@@ -219,8 +219,8 @@ def bench_train(out: Figures, ckpt: Path, work: Path, device: torch.device, args
         while True:
             b = data.micro_batch(m, batch)
             m += 1
-            q_ids, q_mask = pad_batch(data.queries, b[:, 0], 1, 8 if device.type == "cuda" else 1)
-            d_ids, d_mask = pad_batch(data.corpus, b[:, 1:].reshape(-1), 1, 8 if device.type == "cuda" else 1)
+            q_ids, q_mask = pad_batch(data.queries, b[:, 0], 1, pad_multiple(device))
+            d_ids, d_mask = pad_batch(data.corpus, b[:, 1:].reshape(-1), 1, pad_multiple(device))
             yield {"input_ids": q_ids, "attention_mask": q_mask}, {"input_ids": d_ids, "attention_mask": d_mask}
 
     # Warm-up (not reported): the first steps meet new shapes, and each costs a kernel selection.
@@ -235,11 +235,11 @@ def bench_train(out: Figures, ckpt: Path, work: Path, device: torch.device, args
     ends = reference_loop(str(ckpt), batches(), steps=args.train_steps, n_docs=2, pooling="cls", similarity="dot",
                           lr=1e-6, temperature=1.0, device=device, dtype=dtype, grad_accum=accum)
     ref = steady_rate(ends, batch * accum, args.train_skip)
-    ref_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    ref_peak = peak_memory_mb(device) / 1024
     head = (f"train, (query, positive, 1 negative) examples, precision auto, {args.train_steps} steps "
             f"(first {args.train_skip} not counted)")
     out(head)
-    out(f"  ours, AdamW, batch {batch} x {accum} accumulation: {adamw:,.0f} examples/s, peak GPU memory "
+    out(f"  ours, AdamW, batch {batch} x {accum} accumulation: {adamw:,.0f} examples/s, peak memory "
         f"{adamw_peak:.1f} GiB")
     out(f"  reference loop, AdamW, batch {batch} x {accum}: {ref:,.0f} examples/s, peak {ref_peak:.1f} GiB; "
         f"ours / reference = {adamw / ref:.2f}")

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import REPO, SCIFACT, Figures, add_record_args, replicate_collection
+from common import REPO, SCIFACT, Figures, add_record_args, minilm_checkpoint, replicate_collection
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 CHILD = """
@@ -50,7 +50,6 @@ def main() -> int:
     args = ap.parse_args()
     import numpy as np
 
-    from anceflow.model import EncoderSpec, load_dual_encoder, load_tokenizer
     from anceflow.prepare import prepare_local
 
     out = Figures("scaling", "Scaling: encoding and indexing at 1x, 2x, 4x SciFact")
@@ -59,7 +58,7 @@ def main() -> int:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "ckpt"
-        load_dual_encoder(MODEL, EncoderSpec("mean", "none", "cosine", True)).save(ckpt, load_tokenizer(MODEL))
+        minilm_checkpoint(ckpt, MODEL)
         for factor in args.factors:
             work = Path(tmp) / f"x{factor}"
             replicate_collection(Path(args.dataset), work / "src", factor)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from common import REPO, Figures, add_record_args, run_targets
+from common import REPO, Figures, parse_args, results_dir, run_targets
 
 TOKENS = "tokens/all-MiniLM-L6-v2.q256.d256"
 
@@ -142,33 +142,28 @@ def child(which: str, res: Path, steps: int, batch_size: int, threads: int) -> d
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(REPO / "bench/configs/scifact-minilm.yaml"))
-    ap.add_argument("--cores", default="2")
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--skip", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
-    add_record_args(ap)
-    args = ap.parse_args()
-    import yaml
+    def extra(ap: argparse.ArgumentParser) -> None:
+        ap.add_argument("--steps", type=int, default=12)
+        ap.add_argument("--skip", type=int, default=2)
+        ap.add_argument("--batch-size", type=int, default=16)
+        ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+        ap.add_argument("--repeats", type=int, default=2)
+        ap.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
 
-    res = REPO / "results" / yaml.safe_load(Path(args.config).read_text())["dataset"]["name"]
+    args = parse_args(__doc__, extra)
+    res = results_dir(args)
     if args.child:
-        print(json.dumps(child(args.child, res, args.steps, args.batch_size, args.threads)))
+        print(json.dumps(child(args.child, REPO / res, args.steps, args.batch_size, args.threads)))
         return 0
 
     # The inputs both loops read: the workflow's prepared, tokenized data, BM25 negatives, start checkpoint.
-    rel = res.relative_to(REPO)
-    run_targets(args, f"{rel}/negatives/round-0.parquet", f"{rel}/checkpoints/zeroshot")
+    run_targets(args, f"{res}/negatives/round-0.parquet", f"{res}/checkpoints/zeroshot")
     out = Figures("train", "Training: our step loop vs a plain reference loop (SciFact, MiniLM, CPU)")
     results = {"ours": [], "reference": []}
     for _ in range(args.repeats):
         for which in results:
-            cmd = [sys.executable, __file__, "--child", which, "--steps", str(args.steps), "--batch-size",
-                   str(args.batch_size), "--threads", str(args.threads)]
+            cmd = [sys.executable, __file__, "--child", which, "--config", args.config, "--steps", str(args.steps),
+                   "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
             r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout.splitlines()[-1])
             results[which].append(r)
     out(f"warmup training, SciFact train split, all-MiniLM-L6-v2, batch {args.batch_size} x (query, positive, "
