@@ -65,6 +65,30 @@ def validate(config: dict[str, Any], schema: dict | None = None) -> dict[str, An
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
+    problems = consistency_problems(config)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    return config
+
+
+def consistency_problems(config: dict[str, Any]) -> list[str]:
+    """What the schema cannot say: settings that contradict each other, each naming its keys."""
+    problems = []
+    dataset = config["dataset"]
+    if dataset["train_split"] in dataset["eval_splits"]:
+        problems.append(f"config key 'dataset.eval_splits': the training split {dataset['train_split']!r} is listed "
+                        "among the evaluation splits; its metrics would not be held out (evaluate another split)")
+    for depth_key, count_key in (("bm25.topk", "negatives_per_query"), ("ance.topk", "ance.negatives_per_query")):
+        depth, count = _get(config, depth_key), _get(config, count_key)
+        if depth < count:
+            problems.append(f"config key '{depth_key}' ({depth}) is smaller than '{count_key}' ({count}): "
+                            f"negatives are drawn from the top {depth}, so fewer than {count} would come back")
+    return problems
+
+
+def _get(config: dict[str, Any], dotted: str):
+    for part in dotted.split("."):
+        config = config[part]
     return config
 
 

@@ -9,6 +9,8 @@ rule prepare:
     params:
         source=DATASET["source"],
         splits=SPLITS,
+        train_split=TRAIN_SPLIT,
+        keep_unjudged=DATASET["keep_unjudged"],
         out_dir=output_dir,
     log:
         f"{RES}/logs/prepare.log",

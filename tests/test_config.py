@@ -207,3 +207,16 @@ def test_invalid_override_is_reported(tmp_path):
     with pytest.raises(ConfigError) as info:
         load(None, overrides={"bm25": {"topk": 0}})
     assert "bm25.topk" in str(info.value)
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"dataset": {"train_split": "train", "eval_splits": ["dev", "train"]}},
+     "config key 'dataset.eval_splits': the training split 'train' is listed among the evaluation splits"),
+    ({"bm25": {"topk": 10}, "negatives_per_query": 20}, "config key 'bm25.topk' (10) is smaller than 'negatives_per_query' (20)"),
+    ({"ance": {"topk": 5, "negatives_per_query": 8}},
+     "config key 'ance.topk' (5) is smaller than 'ance.negatives_per_query' (8)"),
+])
+def test_contradicting_settings_are_rejected(config, message):
+    with pytest.raises(ConfigError) as err:
+        validate(config)
+    assert message in str(err.value)

@@ -563,3 +563,42 @@ def test_cranfield(tmp_path):
     train_q = set(pq.read_table(out / "queries.train.parquet").column("qid").to_pylist())
     dev_q = set(pq.read_table(out / "queries.dev.parquet").column("qid").to_pylist())
     assert not train_q & dev_q
+
+
+@pytest.mark.parametrize("keep_unjudged", [False, True])
+def test_training_split_keeps_judged_queries_only_by_default(tmp_path, keep_unjudged):
+    """Unjudged training queries (and those judged 0 only) are dropped unless dataset.keep_unjudged;
+    stats.json counts both; evaluation splits are never filtered."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "collection.tsv").write_text("d1\tone\nd2\ttwo\nd3\tthree\n")
+    (src / "queries.train.tsv").write_text("q1\ta\nq2\tb\nq3\tc\nq4\td\n")
+    (src / "qrels.train.tsv").write_text("q1 0 d1 1\nq3 0 d2 0\n")  # q2, q4 unjudged; q3 judged 0 only
+    (src / "candidates.train.tsv").write_text("q1\td2\nq2\td1\n")
+    (src / "queries.dev.tsv").write_text("q7\tx\nq8\ty\n")
+    (src / "qrels.dev.tsv").write_text("q7 0 d3 1\n")
+    stats = prepare_local(src, tmp_path / "out", ["train", "dev"], train_split="train", keep_unjudged=keep_unjudged,
+                          progress=False)
+    train = pd.read_parquet(tmp_path / "out/queries.train.parquet")["qid"].tolist()
+    expected = ["q1", "q2", "q3", "q4"] if keep_unjudged else ["q1"]
+    assert train == expected
+    assert pd.read_parquet(tmp_path / "out/qrels.train.parquet")["qid"].tolist() == (["q1", "q3"] if keep_unjudged
+                                                                                     else ["q1"])
+    assert pd.read_parquet(tmp_path / "out/candidates.train.parquet")["qid"].tolist() == (["q1", "q2"] if keep_unjudged
+                                                                                          else ["q1"])
+    assert pd.read_parquet(tmp_path / "out/queries.dev.parquet")["qid"].tolist() == ["q7", "q8"]
+    split = stats["splits"]["train"]
+    assert (split["queries"], split["queries_in_source"], split["unjudged_dropped"]) == \
+        ((4, 4, 0) if keep_unjudged else (1, 4, 3))
+    assert json.loads((tmp_path / "out/stats.json").read_text())["splits"]["train"]["queries_in_source"] == 4
+
+
+def test_beir_training_split_drops_queries_judged_zero(tmp_path):
+    src = tmp_path / "beir"
+    (src / "qrels").mkdir(parents=True)
+    (src / "corpus.jsonl").write_text('{"_id": "d1", "text": "one"}\n{"_id": "d2", "text": "two"}\n')
+    (src / "queries.jsonl").write_text('{"_id": "q1", "text": "a"}\n{"_id": "q2", "text": "b"}\n')
+    (src / "qrels/train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t0\n")
+    stats = prepare_beir(src, tmp_path / "out", ["train"], train_split="train", progress=False)
+    assert pd.read_parquet(tmp_path / "out/queries.train.parquet")["qid"].tolist() == ["q1"]
+    assert stats["splits"]["train"]["unjudged_dropped"] == 1

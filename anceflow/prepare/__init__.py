@@ -107,24 +107,30 @@ def _write_collection(records: Iterator[dict], path: Path, source: str | Path, p
                   "columns": writer.columns}
 
 
-def _write_queries(records: Iterator[dict], path: Path, source: str | Path, keep: set | None = None) -> tuple[set, dict]:
+def _write_queries(records: Iterator[dict], path: Path, source: str | Path, keep: set | None = None) -> tuple[set, set, dict]:
+    """Write the queries whose qid is in ``keep`` (all if None); returns (kept qids, all qids, stats)."""
     seen: dict[str, int] = {}
+    kept: set[str] = set()
     empty = []
     writer = _BatchWriter(path, ["qid", "text"])
     for rec in records:
-        if keep is not None and rec["qid"] not in keep:
-            continue
         if rec["qid"] in seen:
             raise InputError(source, f"duplicate qid {rec['qid']!r} (first defined on line {seen[rec['qid']]})", rec["line"])
         seen[rec["qid"]] = rec["line"]
+        if keep is not None and rec["qid"] not in keep:
+            continue
+        kept.add(rec["qid"])
         if not rec["text"].strip():
             empty.append(rec["qid"])
         writer.add(rec)
     writer.close()
-    return set(seen), {"queries": len(seen), "empty_texts": len(empty), "empty_text_qids": empty[:50]}
+    return kept, set(seen), {"queries": len(kept), "empty_texts": len(empty), "empty_text_qids": empty[:50]}
 
 
-def _write_qrels(records: Iterator[dict], path: Path, source: str | Path, qids: set, pids: set) -> dict:
+def _write_qrels(records: Iterator[dict], path: Path, source: str | Path, qids: set, pids: set,
+                 kept: set | None = None) -> dict:
+    """Validate every judgment against the split's queries and the collection; write those of
+    ``kept`` queries (all if None)."""
     seen: dict[tuple[str, str], int] = {}
     positives = 0
     writer = _BatchWriter(path, ["qid", "pid", "rel"], {"rel": pa.int32()})
@@ -137,14 +143,28 @@ def _write_qrels(records: Iterator[dict], path: Path, source: str | Path, qids: 
         if key in seen:
             raise InputError(source, f"duplicate judgment for qid {key[0]!r}, pid {key[1]!r} (first on line {seen[key]})", rec["line"])
         seen[key] = rec["line"]
+        if kept is not None and rec["qid"] not in kept:
+            continue
         positives += rec["rel"] > 0
         writer.add(rec)
     writer.close()
-    judged = {q for q, _ in seen}
-    return {"judgments": len(seen), "positive_judgments": positives, "judged_queries": len(judged)}
+    judged = {q for q, _ in seen if kept is None or q in kept}
+    return {"judgments": writer.rows, "positive_judgments": positives, "judged_queries": len(judged)}
 
 
-def _write_candidates(records: Iterator[dict], path: Path, source: str | Path, qids: set, pids: set) -> int:
+def _positive_qids(records: Iterator[dict]) -> set:
+    """Queries with at least one judgment above 0: the training queries that can be trained on."""
+    return {rec["qid"] for rec in records if rec["rel"] > 0}
+
+
+def _judged_stats(qstats: dict, all_qids: set, kept: set) -> dict:
+    qstats["queries_in_source"] = len(all_qids)
+    qstats["unjudged_dropped"] = len(all_qids) - len(kept)
+    return qstats
+
+
+def _write_candidates(records: Iterator[dict], path: Path, source: str | Path, qids: set, pids: set,
+                      kept: set | None = None) -> int:
     writer = _BatchWriter(path, ["qid", "pid", "rank"], {"rank": pa.int32()})
     rank: dict[str, int] = {}
     for rec in records:
@@ -152,6 +172,8 @@ def _write_candidates(records: Iterator[dict], path: Path, source: str | Path, q
             raise InputError(source, f"candidate list names qid {rec['qid']!r}, which is not in the queries of this split", rec["line"])
         if rec["pid"] not in pids:
             raise InputError(source, f"candidate list names pid {rec['pid']!r}, which is not in the collection", rec["line"])
+        if kept is not None and rec["qid"] not in kept:
+            continue
         rank[rec["qid"]] = rank.get(rec["qid"], 0) + 1
         writer.add({"qid": rec["qid"], "pid": rec["pid"], "rank": rank[rec["qid"]]})
     return writer.close()
@@ -163,8 +185,13 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def prepare_local(src: str | Path, out_dir: str | Path, splits: Iterable[str], *, progress: bool = True) -> dict:
-    """Prepare a folder in MS MARCO TSV layout (see README: dataset.source = local)."""
+def prepare_local(src: str | Path, out_dir: str | Path, splits: Iterable[str], *, train_split: str | None = None,
+                  keep_unjudged: bool = False, progress: bool = True) -> dict:
+    """Prepare a folder in MS MARCO TSV layout (see README: dataset.source = local).
+
+    The training split keeps only queries with a positive judgment unless ``keep_unjudged``
+    (MS MARCO's queries.train.tsv has 808,731 queries, 502,939 of them judged).
+    """
     src = Path(src)
     splits = list(dict.fromkeys(splits))
     with staging_dir(out_dir) as stage:
@@ -174,20 +201,26 @@ def prepare_local(src: str | Path, out_dir: str | Path, splits: Iterable[str], *
         for split in splits:
             qfile = _require(src / f"queries.{split}.tsv", f"queries for split {split!r}")
             rfile = _require(src / f"qrels.{split}.tsv", f"qrels for split {split!r}")
-            qids, qstats = _write_queries(readers.read_queries_tsv(qfile), stage / f"queries.{split}.parquet", qfile)
-            qstats.update(_write_qrels(readers.read_qrels_tsv(rfile), stage / f"qrels.{split}.parquet", rfile, qids, pids))
+            keep = _positive_qids(readers.read_qrels_tsv(rfile)) if split == train_split and not keep_unjudged else None
+            kept, qids, qstats = _write_queries(readers.read_queries_tsv(qfile), stage / f"queries.{split}.parquet",
+                                                qfile, keep)
+            qstats.update(_write_qrels(readers.read_qrels_tsv(rfile), stage / f"qrels.{split}.parquet", rfile, qids,
+                                       pids, None if keep is None else kept))
             cfile = src / f"candidates.{split}.tsv"
             records = readers.read_candidates_tsv(cfile) if cfile.exists() else iter(())
-            qstats["candidates"] = _write_candidates(records, stage / f"candidates.{split}.parquet", cfile, qids, pids)
-            stats["splits"][split] = qstats
+            qstats["candidates"] = _write_candidates(records, stage / f"candidates.{split}.parquet", cfile, qids, pids,
+                                                     None if keep is None else kept)
+            stats["splits"][split] = _judged_stats(qstats, qids, kept)
         _finish(stage, stats)
     return stats
 
 
-def prepare_beir(src: str | Path, out_dir: str | Path, splits: Iterable[str], *, progress: bool = True) -> dict:
+def prepare_beir(src: str | Path, out_dir: str | Path, splits: Iterable[str], *, train_split: str | None = None,
+                 keep_unjudged: bool = False, progress: bool = True) -> dict:
     """Prepare a BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.
 
-    BEIR keeps every split's queries in one file; a split's queries are those its qrels judge.
+    BEIR keeps every split's queries in one file; a split's queries are those its qrels judge
+    (for the training split, unless ``keep_unjudged``, those judged above 0).
     """
     src = Path(src)
     splits = list(dict.fromkeys(splits))
@@ -204,10 +237,15 @@ def prepare_beir(src: str | Path, out_dir: str | Path, splits: Iterable[str], *,
                 if rec["qid"] not in all_qids:
                     raise InputError(rfile, f"qrels name qid {rec['qid']!r}, which is not in queries.jsonl", rec["line"])
                 judged.add(rec["qid"])
-            qids, qstats = _write_queries(readers.read_beir_queries(qfile), stage / f"queries.{split}.parquet", qfile, keep=judged)
-            qstats.update(_write_qrels(readers.read_beir_qrels(rfile), stage / f"qrels.{split}.parquet", rfile, qids, pids))
-            qstats["candidates"] = _write_candidates(iter(()), stage / f"candidates.{split}.parquet", rfile, qids, pids)
-            stats["splits"][split] = qstats
+            keep = judged
+            if split == train_split and not keep_unjudged:
+                keep = _positive_qids(readers.read_beir_qrels(rfile))
+            kept, _, qstats = _write_queries(readers.read_beir_queries(qfile), stage / f"queries.{split}.parquet", qfile,
+                                             keep)
+            qstats.update(_write_qrels(readers.read_beir_qrels(rfile), stage / f"qrels.{split}.parquet", rfile, judged,
+                                       pids, kept))
+            qstats["candidates"] = _write_candidates(iter(()), stage / f"candidates.{split}.parquet", rfile, kept, pids)
+            stats["splits"][split] = _judged_stats(qstats, judged, kept)
         _finish(stage, stats)
     return stats
 
