@@ -137,7 +137,7 @@ def default_pq_m(dim: int) -> int:
 
 # --------------------------------------------------------------------------- shards
 
-def _open_shard(shard: Shard) -> np.ndarray:
+def open_shard(shard: Shard) -> np.ndarray:
     """A shard as a read-only 2-D float array (memory-mapped when it is a path)."""
     if isinstance(shard, np.ndarray):
         arr, name = shard, "<array>"
@@ -154,13 +154,13 @@ def _open_shard(shard: Shard) -> np.ndarray:
     return arr
 
 
-def _shard_shapes(shards: Sequence[Shard]) -> tuple[list[int], int]:
+def shard_shapes(shards: Sequence[Shard]) -> tuple[list[int], int]:
     """Rows per shard and the common dimension (checked equal across shards)."""
     if not shards:
         raise ValueError("no shards given")
     rows, dim = [], None
     for shard in shards:
-        arr = _open_shard(shard)
+        arr = open_shard(shard)
         if dim is None:
             dim = arr.shape[1]
         elif arr.shape[1] != dim:
@@ -191,7 +191,7 @@ def _training_sample(shards: Sequence[Shard], rows: list[int], size: int, seed: 
     for shard, n in zip(shards, rows):
         local = picks[(picks >= offset) & (picks < offset + n)] - offset
         if len(local):
-            parts.append(np.asarray(_open_shard(shard)[local], dtype=np.float32))
+            parts.append(np.asarray(open_shard(shard)[local], dtype=np.float32))
         offset += n
     return np.ascontiguousarray(np.concatenate(parts))
 
@@ -219,7 +219,7 @@ def build_index(shards: Sequence[Shard], *, index_type: str = "flat", nlist: int
     if index_type not in INDEX_TYPES:
         raise ValueError(f"index_type must be one of {INDEX_TYPES}, not {index_type!r}")
     on_gpu = _resolve_gpu(use_gpu) and index_type != "hnsw"
-    rows, dim = _shard_shapes(shards)
+    rows, dim = shard_shapes(shards)
     n = sum(rows)
     if n == 0:
         raise ValueError("the shards hold no rows")
@@ -269,7 +269,7 @@ def build_index(shards: Sequence[Shard], *, index_type: str = "flat", nlist: int
         del sample
 
     for shard in tqdm(shards, desc=f"index add ({index_type})", unit="shard", disable=not progress):
-        arr = _open_shard(shard)
+        arr = open_shard(shard)
         for block in _float32_blocks(arr):
             index.add(block)
         del arr

@@ -212,7 +212,7 @@ def bench_train(out: Figures, ckpt: Path, work: Path, device: torch.device, args
         rate = steady_rate(pd.read_csv(s.log_csv)["elapsed_s"].tolist(), micro * acc, args.train_skip)
         return rate, peak_memory_mb(device) / 1024
 
-    data = TrainingData(str(work / "negatives.parquet"), str(work / "queries"), str(work / "corpus"), 1, 42)
+    data = TrainingData.build(str(work / "negatives.parquet"), str(work / "queries"), str(work / "corpus"), 1, 42)
 
     def batches():  # the micro-batches ours takes, in the same order
         m = 0

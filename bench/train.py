@@ -133,7 +133,7 @@ def child(which: str, res: Path, steps: int, batch_size: int, threads: int) -> d
         from transformers import AutoTokenizer
 
         path = resolve_model_path(model)
-        data = TrainingData(str(res / "negatives/round-0.parquet"), str(tok / "queries.train"), str(tok / "corpus"),
+        data = TrainingData.build(str(res / "negatives/round-0.parquet"), str(tok / "queries.train"), str(tok / "corpus"),
                             1, 42)
         batches = scifact_batches(res, data, batch_size, 256, AutoTokenizer.from_pretrained(path))
         ends = reference_loop(path, batches, steps=steps, n_docs=2, pooling="mean", similarity="cosine", lr=2e-5,

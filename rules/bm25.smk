@@ -22,15 +22,18 @@ rule bm25_index:
 
 
 rule bm25_search:
+    """BM25 runs of the evaluation splits."""
     input:
         index=f"{RES}/bm25/index",
         queries=f"{PREP}/queries.{{split}}.parquet",
     output:
         f"{RES}/runs/bm25/{{split}}.trec",
+    wildcard_constraints:
+        split=alternatives(EVAL_SPLITS),
     params:
         k1=config["bm25"]["k1"],
         b=config["bm25"]["b"],
-        hits=bm25_depth,
+        hits=config["evaluate"]["depth"],
         java=config["bm25"]["java"],
     log:
         f"{RES}/logs/bm25_search.{{split}}.log",
@@ -45,9 +48,29 @@ rule bm25_search:
         "../workflow/scripts/bm25_search.py"
 
 
+use rule bm25_search as bm25_search_train with:
+    """The BM25 run of the training queries, which round 0's negatives come from."""
+    input:
+        index=f"{RES}/bm25/index",
+        queries=f"{PREP}/queries.{TRAIN_SPLIT}.parquet",
+    output:
+        intermediate(f"{RES}/runs/bm25/{TRAIN_SPLIT}.trec"),
+    params:
+        k1=config["bm25"]["k1"],
+        b=config["bm25"]["b"],
+        hits=config["bm25"]["topk"],
+        java=config["bm25"]["java"],
+    log:
+        f"{RES}/logs/bm25_search.{TRAIN_SPLIT}.log",
+    benchmark:
+        f"{RES}/benchmarks/bm25_search.{TRAIN_SPLIT}.tsv"
+
+
 rule bm25_negatives:
     input:
         run=f"{RES}/runs/bm25/{TRAIN_SPLIT}.trec",
+        queries=f"{PREP}/queries.{TRAIN_SPLIT}.parquet",
+        collection=f"{PREP}/collection.parquet",
         qrels=f"{PREP}/qrels.{TRAIN_SPLIT}.parquet",
     output:
         negatives=f"{RES}/negatives/round-0.parquet",

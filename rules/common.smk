@@ -38,6 +38,27 @@ DENSE_SYSTEM = r"zeroshot|round-\d+"
 SYSTEMS = ["bm25", "zeroshot", *[f"round-{n}" for n in ROUNDS]]
 
 
+def mining_round(n):
+    """Checkpoint whose index mines round n's negatives: n-1-staleness, never before round 0."""
+    return max(n - 1 - ANCE["staleness"], 0)
+
+
+# A checkpoint that some round mines with also searches the training queries (in the same job
+# as its evaluation splits, so its corpus vectors are read once).
+MINING_SYSTEMS = sorted({f"round-{mining_round(n)}" for n in ROUNDS if n > 0})
+EVAL_ONLY_SYSTEMS = [s for s in SYSTEMS if s != "bm25" and s not in MINING_SYSTEMS]
+
+
+def alternatives(names):
+    """A wildcard constraint matching exactly these names (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def intermediate(path):
+    """An output no later stage needs once its consumers ran: temporary unless keep_intermediate."""
+    return path if config["keep_intermediate"] else temp(path)
+
+
 def source_input(wildcards):
     """Input of prepare: a user folder's files, or a folder another rule makes."""
     source = DATASET["source"]
@@ -77,19 +98,6 @@ def prepared_outputs():
     ]
 
 
-def search_depth(split, train_depth):
-    """Training queries are searched to train_depth (for negatives), evaluation splits to
-    evaluate.depth; a split that is both gets the deeper of the two."""
-    depth = train_depth if split == TRAIN_SPLIT else 0
-    if split in EVAL_SPLITS:
-        depth = max(depth, config["evaluate"]["depth"])
-    return depth
-
-
-def bm25_depth(wildcards):
-    return search_depth(wildcards.split, config["bm25"]["topk"])
-
-
 def output_dir(wildcards, output):
     return os.path.dirname(output[0])
 
@@ -126,11 +134,6 @@ def encoder_spec(wildcards):
     }
 
 
-def mining_round(n):
-    """Checkpoint whose index mines round n's negatives: n-1-staleness, never before round 0."""
-    return max(n - 1 - ANCE["staleness"], 0)
-
-
 def train_init(wildcards):
     n = int(wildcards.n)
     return f"{RES}/checkpoints/zeroshot" if n == 0 else f"{RES}/checkpoints/round-{n - 1}"
@@ -157,14 +160,34 @@ def train_settings(wildcards):
 def mining_input(wildcards):
     n = int(wildcards.n)
     return {
-        "run": f"{RES}/runs/round-{mining_round(n)}/{TRAIN_SPLIT}.trec",
+        "run": f"{RES}/runs/round-{mining_round(n)}/{TRAIN_SPLIT}.rows.npy",
+        "queries": f"{PREP}/queries.{TRAIN_SPLIT}.parquet",
+        "collection": f"{PREP}/collection.parquet",
         "qrels": f"{PREP}/qrels.{TRAIN_SPLIT}.parquet",
         "previous": f"{RES}/negatives/round-{n - 1}.parquet",
     }
 
 
-def dense_depth(wildcards):
-    return search_depth(wildcards.split, ANCE["topk"])
+def search_plan(wildcards):
+    """(split, depth) of each split a checkpoint's search job covers, in its outputs' order."""
+    plan = [(split, config["evaluate"]["depth"]) for split in EVAL_SPLITS]
+    if wildcards.system in MINING_SYSTEMS:
+        plan.append((TRAIN_SPLIT, ANCE["topk"]))
+    return plan
+
+
+def search_input(wildcards):
+    splits = [split for split, _ in search_plan(wildcards)]
+    inputs = {
+        "shards": corpus_shards(wildcards),
+        "queries": [f"{RES}/embeddings/{wildcards.system}/queries.{split}.npy" for split in splits],
+        "query_rows": [f"{TOK}/queries.{split}.rows.parquet" for split in splits],
+        "corpus_rows": f"{TOK}/corpus.rows.parquet",
+        "collection": f"{PREP}/collection.parquet",
+    }
+    if config["index"]["type"] != "flat":
+        inputs["index"] = f"{RES}/index/{wildcards.system}/index.faiss"
+    return inputs
 
 
 def corpus_shards(wildcards):

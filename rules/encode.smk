@@ -6,7 +6,7 @@ rule encode_corpus:
         checkpoint=f"{RES}/checkpoints/{{system}}",
         tokens=tokenized("corpus"),
     output:
-        f"{RES}/embeddings/{{system}}/corpus.{{shard}}.npy",
+        intermediate(f"{RES}/embeddings/{{system}}/corpus.{{shard}}.npy"),
     params:
         shards=config["encode"]["shards"],
         batch_size=config["encode"]["batch_size"],
@@ -30,7 +30,7 @@ rule encode_queries:
         checkpoint=f"{RES}/checkpoints/{{system}}",
         tokens=tokenized("queries.{split}"),
     output:
-        f"{RES}/embeddings/{{system}}/queries.{{split}}.npy",
+        intermediate(f"{RES}/embeddings/{{system}}/queries.{{split}}.npy"),
     params:
         shards=1,
         batch_size=config["encode"]["batch_size"],

@@ -1,11 +1,16 @@
-# Index and search: a faiss index per checkpoint, searched by each split's queries -> TREC runs.
+# Index and search: every query split of a checkpoint searched in one job -> TREC runs for the
+# evaluation splits and, for a checkpoint that mines negatives, int32 rows of the training split.
+# Exact search (index.type flat) reads the corpus shards directly; the approximate types build a
+# faiss index first.
 
 
 rule build_index:
     input:
         corpus_shards,
     output:
-        f"{RES}/index/{{system}}/index.faiss",
+        intermediate(f"{RES}/index/{{system}}/index.faiss"),
+    wildcard_constraints:
+        system=DENSE_SYSTEM,
     params:
         index=config["index"],
         seed=config["seed"],
@@ -23,30 +28,40 @@ rule build_index:
 
 
 rule dense_search:
+    """Search the evaluation splits of a checkpoint that no round mines with."""
     input:
-        index=f"{RES}/index/{{system}}/index.faiss",
-        queries=f"{RES}/embeddings/{{system}}/queries.{{split}}.npy",
-        query_rows=f"{TOK}/queries.{{split}}.rows.parquet",
-        corpus_rows=f"{TOK}/corpus.rows.parquet",
-        collection=f"{PREP}/collection.parquet",
+        unpack(search_input),
     output:
-        f"{RES}/runs/{{system}}/{{split}}.trec",
+        [f"{RES}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS],
     wildcard_constraints:
-        system=DENSE_SYSTEM,
+        system=alternatives(EVAL_ONLY_SYSTEMS),
     params:
-        depth=dense_depth,
+        plan=search_plan,
         chunks=MODEL["doc_chunks"],
         nprobe=config["index"]["nprobe"],
         ef_search=config["index"]["ef_search"],
         use_gpu=config["index"]["use_gpu"],
+        max_cpu_hours=config["index"]["max_cpu_hours"],
     log:
-        f"{RES}/logs/dense_search.{{system}}.{{split}}.log",
+        f"{RES}/logs/dense_search.{{system}}.log",
     benchmark:
-        f"{RES}/benchmarks/dense_search.{{system}}.{{split}}.tsv"
+        f"{RES}/benchmarks/dense_search.{{system}}.tsv"
     threads: 2
     resources:
-        mem_mb=32000,
+        mem_mb=16000,
     conda:
         "../envs/train.yaml"
     script:
         "../workflow/scripts/dense_search.py"
+
+
+use rule dense_search as dense_search_mining with:
+    output:
+        [f"{RES}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS],
+        intermediate(f"{RES}/runs/{{system}}/{TRAIN_SPLIT}.rows.npy"),
+    wildcard_constraints:
+        system=alternatives(MINING_SYSTEMS),
+    log:
+        f"{RES}/logs/dense_search.{{system}}.log",
+    benchmark:
+        f"{RES}/benchmarks/dense_search.{{system}}.tsv"

@@ -1,8 +1,12 @@
-"""Negative sampling: never a judged positive, seeded, limited to the top-k."""
+"""Negative sampling: never a judged positive, seeded, limited to the top-k; runs as arrays."""
 
-import pandas as pd
+import numpy as np
+import pyarrow as pa
+import pytest
 
-from anceflow.negatives import mine, overlap_with, positive_ranks, sample_negatives, select_queries
+from anceflow.errors import InputError
+from anceflow.negatives import Judged, Negatives, make_negatives, mine, overlap_with, sample_negatives, select_queries
+from anceflow.runs import read_trec_rows, rows_from_ranking
 
 RUN = {
     "q1": ["p1", "n1", "n2", "p2", "n3", "n4", "n5", "n6", "n7", "n8"],
@@ -15,69 +19,204 @@ QRELS = {
     "q3": {"z1": 1},  # its only candidate is its positive
     "q4": {"x": 1},  # not in the run
 }
+QIDS = ["q1", "q2", "q3", "q4", "q5"]  # q5: a query without judgments
+PIDS = sorted({p for r in RUN.values() for p in r} | {"x", "unused"})
+
+
+def judged(qrels: dict) -> Judged:
+    triples = [(QIDS.index(q), PIDS.index(p), rel) for q, docs in qrels.items() for p, rel in docs.items()]
+    q, d, rel = (np.array(col) for col in zip(*triples))
+    return Judged.from_arrays(q, d, rel, pa.array(QIDS), pa.array(PIDS))
+
+
+def sample(qrels=QRELS, run=RUN, **kw):
+    """sample_negatives on the dicts above; returns ({(qid, pos): [neg pids]} in output order, stats)."""
+    negatives, stats = sample_negatives(rows_from_ranking(run, QIDS, PIDS, 20), QIDS, judged(qrels), **kw)
+    return as_dict(negatives), stats
+
+
+def as_dict(neg: Negatives) -> dict:
+    return {(QIDS[q], PIDS[p]): [PIDS[d] for d in neg.negatives[neg.offsets[i]:neg.offsets[i + 1]]]
+            for i, (q, p) in enumerate(zip(neg.queries, neg.positives))}
 
 
 def test_never_a_positive_and_within_depth():
-    df, stats = sample_negatives(RUN, QRELS, n=3, seed=1, depth=8)
+    pairs, stats = sample(n=3, seed=1, depth=8)
     assert stats["pairs"] == 5 and stats["pairs_without_negatives"] == 2
     assert stats["positives_in_topk"] == 2 + 1 + 1  # p1, p2 for q1; n1 for q2; z1 for q3
     assert stats["queries_missing_from_run"] == 1
-    for row in df.itertuples():
-        positives = {p for p, r in QRELS[row.qid].items() if r > 0}
-        assert not positives & set(row.neg_pids)
-        assert set(row.neg_pids) <= set(RUN[row.qid][:8])
-        assert len(set(row.neg_pids)) == len(row.neg_pids)
-    assert sorted(df["pos_pid"]) == ["n1", "p1", "p2"]
-    q2 = df[df.qid == "q2"].iloc[0]
-    assert sorted(q2.neg_pids) == ["m1", "m2", "m3"]
+    for (qid, pos), negs in pairs.items():
+        positives = {p for p, r in QRELS[qid].items() if r > 0}
+        assert not positives & set(negs)
+        assert set(negs) <= set(RUN[qid][:8])
+        assert len(set(negs)) == len(negs)
+    assert list(pairs) == [("q1", "p1"), ("q1", "p2"), ("q2", "n1")]  # qid order, then pid order
+    assert sorted(pairs[("q2", "n1")]) == ["m1", "m2", "m3"]
 
 
 def test_same_seed_same_negatives_other_seed_differs():
-    a, _ = sample_negatives(RUN, QRELS, n=3, seed=7, depth=10)
-    b, _ = sample_negatives(RUN, QRELS, n=3, seed=7, depth=10)
-    assert a.to_dict("records") == b.to_dict("records")
-    draws = {tuple(sample_negatives(RUN, QRELS, n=3, seed=s, depth=10)[0].iloc[0].neg_pids) for s in range(10)}
+    assert sample(n=3, seed=7, depth=10) == sample(n=3, seed=7, depth=10)
+    draws = {tuple(sample(n=3, seed=s, depth=10)[0][("q1", "p1")]) for s in range(10)}
     assert len(draws) > 1
 
 
 def test_a_query_draw_does_not_depend_on_other_queries():
-    alone, _ = sample_negatives(RUN, {"q1": QRELS["q1"]}, n=4, seed=3, depth=10)
-    together, _ = sample_negatives(RUN, QRELS, n=4, seed=3, depth=10)
-    assert alone.to_dict("records") == together[together.qid == "q1"].to_dict("records")
+    alone, _ = sample({"q1": QRELS["q1"]}, n=4, seed=3, depth=10)
+    together, _ = sample(n=4, seed=3, depth=10)
+    assert alone == {k: v for k, v in together.items() if k[0] == "q1"}
+
+
+def test_draws_match_the_per_query_stream():
+    """The draw is rng(seed, round, qid).choice over the pool in rank order (what every release did)."""
+    from anceflow.negatives import query_rng
+
+    pairs, _ = sample(n=3, seed=5, depth=10, round_=2)
+    pool = [p for p in RUN["q1"] if p not in ("p1", "p2")]
+    rng = query_rng(5, "q1", 2)
+    expected = [[pool[i] for i in rng.choice(len(pool), 3, replace=False)] for _ in ("p1", "p2")]
+    assert [pairs[("q1", "p1")], pairs[("q1", "p2")]] == expected
 
 
 def test_fewer_candidates_than_requested_takes_all():
-    df, stats = sample_negatives(RUN, {"q2": {"n1": 1}}, n=20, seed=0, depth=200)
-    assert sorted(df.iloc[0].neg_pids) == ["m1", "m2", "m3"]
+    pairs, stats = sample({"q2": {"n1": 1}}, n=20, seed=0, depth=200)
+    assert sorted(pairs[("q2", "n1")]) == ["m1", "m2", "m3"]
     assert stats["mean_negatives"] == 3.0
 
 
 def test_rounds_draw_differently_from_the_same_run():
-    a, _ = sample_negatives(RUN, QRELS, n=3, seed=7, depth=10, round_=1)
-    b, _ = sample_negatives(RUN, QRELS, n=3, seed=7, depth=10, round_=2)
-    assert a.iloc[0].neg_pids != b.iloc[0].neg_pids or a.iloc[1].neg_pids != b.iloc[1].neg_pids
+    a, _ = sample(n=3, seed=7, depth=10, round_=1)
+    b, _ = sample(n=3, seed=7, depth=10, round_=2)
+    assert a != b
 
 
 def test_query_fraction_is_seeded_per_round():
-    qrels = {f"q{i}": {"p": 1} for i in range(100)}
-    half = select_queries(qrels, 0.25, seed=1, round_=1)
-    assert len(half) == 25 and half == select_queries(qrels, 0.25, seed=1, round_=1)
-    assert half != select_queries(qrels, 0.25, seed=1, round_=2)
-    assert select_queries(qrels, 1.0, seed=1, round_=1) is qrels
+    qids = [f"q{i}" for i in range(100)]
+    all_judged = Judged.from_arrays(np.arange(100), np.zeros(100, dtype=int), np.ones(100, dtype=int),
+                                    pa.array(qids), pa.array(["p"]))
+    quarter = select_queries(all_judged, 0.25, seed=1, round_=1)
+    assert len(quarter) == 25
+    assert np.array_equal(quarter.queries, select_queries(all_judged, 0.25, seed=1, round_=1).queries)
+    assert not np.array_equal(quarter.queries, select_queries(all_judged, 0.25, seed=1, round_=2).queries)
+    assert select_queries(all_judged, 1.0, seed=1, round_=1) is all_judged
 
 
-def test_positive_ranks_and_overlap():
-    assert positive_ranks(RUN, QRELS, depth=10) == [1, 1, 1, None]  # q1: p1 first; q2: n1; q3: z1; q4 absent
-    assert positive_ranks({"q": ["a", "b", "p"]}, {"q": {"p": 1}}, depth=2) == [None]
-    prev = pd.DataFrame({"qid": ["q"], "pos_pid": ["p"], "neg_pids": [["a", "b", "c", "d"]]})
-    now = pd.DataFrame({"qid": ["q", "x"], "pos_pid": ["p", "y"], "neg_pids": [["a", "e"], ["z"]]})
-    assert overlap_with(now, prev) == 0.5
+def test_overlap_with_previous_round():
+    def neg(q, p, lists):
+        return Negatives(np.array(q), np.array(p), np.r_[0, np.cumsum([len(x) for x in lists])],
+                         np.array([d for x in lists for d in x], dtype=np.int64))
+
+    prev = neg([0], [9], [[1, 2, 3, 4]])
+    now = neg([0, 1], [9, 8], [[1, 5], [7]])  # pair (1, 8) is new: left out
+    assert overlap_with(now, prev, n_docs=10) == 0.5
+    assert overlap_with(neg([1], [8], [[7]]), prev, n_docs=10) is None
 
 
 def test_mine_reports_diagnostics():
-    df, stats = mine(RUN, QRELS, n=3, seed=1, depth=8, round_=1)
+    rows = rows_from_ranking(RUN, QIDS, PIDS, 20)
+    first, stats = mine(rows, QIDS, judged(QRELS), n=3, seed=1, depth=8, round_=1)
     assert stats["round"] == 1 and stats["queries"] == 4
     assert stats["positives_removed"] == 4 and stats["queries_with_positive_in_topk"] == 3
     assert stats["positive_rank_mean"] == 1.0 and stats["overlap_with_previous"] is None
-    again, stats2 = mine(RUN, QRELS, n=3, seed=1, depth=8, round_=2, previous=df)
+    _, stats2 = mine(rows, QIDS, judged(QRELS), n=3, seed=1, depth=8, round_=2, previous=first, n_docs=len(PIDS))
     assert 0.0 <= stats2["overlap_with_previous"] <= 1.0
+
+
+def write_trec(path, lines):
+    path.write_text("".join(f"{q} Q0 {p} {r} {s} t\n" for q, p, r, s in lines))
+    return path
+
+
+def test_trec_rows_rank_as_trec_eval(tmp_path):
+    """Rows follow trec_eval's order (score down, ties by pid down), whatever order the file has, and
+    a query split over several read blocks is still one query."""
+    lines = [("q2", "m1", 1, 3.0), ("q2", "m3", 2, 3.0), ("q2", "m2", 3, 5.0),
+             ("q1", "n1", 1, 9.0), ("q1", "n2", 2, 8.0), ("q1", "p1", 3, 8.0), ("q1", "x", 4, 1.0)]
+    path = write_trec(tmp_path / "run.trec", lines)
+    for block_size in (1 << 20, 64):
+        rows = read_trec_rows(path, pa.array(QIDS), pa.array(PIDS), 3, block_size=block_size)
+        named = [[PIDS[d] for d in r if d >= 0] for r in rows]
+        assert named == [["n1", "p1", "n2"], ["m2", "m3", "m1"], [], [], []]
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([("q1", "nope", 1, 1.0)], "pid 'nope' is not in the collection"),
+    ([("qx", "n1", 1, 1.0)], "qid 'qx' is not in the queries of the split"),
+    ([("q1", "n1", 1, 1.0), ("q2", "n2", 1, 1.0), ("q1", "n3", 2, 0.5)], "hits of qid 'q1' are not contiguous"),
+])
+def test_trec_rows_errors_name_the_file(tmp_path, lines, message):
+    path = write_trec(tmp_path / "bad.trec", lines)
+    with pytest.raises(InputError, match=message) as err:
+        read_trec_rows(path, pa.array(QIDS), pa.array(PIDS), 3)
+    assert str(path) in str(err.value)
+
+
+def test_make_negatives_from_trec_equals_from_rows(tmp_path):
+    """BM25 (a TREC file) and dense mining (int32 rows) give the same negatives for the same ranking."""
+    import pandas as pd
+
+    from anceflow.runs import save_rows
+
+    pd.DataFrame({"pid": PIDS, "text": PIDS}).to_parquet(tmp_path / "collection.parquet")
+    pd.DataFrame({"qid": QIDS, "text": QIDS}).to_parquet(tmp_path / "queries.parquet")
+    pd.DataFrame([(q, p, r) for q, d in QRELS.items() for p, r in d.items()],
+                 columns=["qid", "pid", "rel"]).to_parquet(tmp_path / "qrels.parquet")
+    lines = [(q, p, i + 1, 10.0 - i) for q, r in RUN.items() for i, p in enumerate(r)]
+    save_rows(tmp_path / "run.npy", rows_from_ranking(RUN, QIDS, PIDS, 10))
+    files = {k: tmp_path / f"{k}.parquet" for k in ("queries", "collection", "qrels")}
+    outputs = []
+    for run in (write_trec(tmp_path / "run.trec", lines), tmp_path / "run.npy"):
+        out = tmp_path / f"neg.{run.suffix}.parquet"
+        stats = make_negatives(run, out=out, n=3, seed=2, depth=8, round_=0, **files)
+        table = pd.read_parquet(out)
+        outputs.append(([(r.qid, r.pos_pid, list(r.neg_pids)) for r in table.itertuples()], stats))
+    assert outputs[0][0] == outputs[1][0] and outputs[0][1] == outputs[1][1]
+    assert outputs[0][1]["examples"] == 3
+
+
+def reference_negatives(lines, qrels, *, n, seed, depth, round_):
+    """The dict-based sampling every earlier release ran (read_run + trec_eval order + per-query draw)."""
+    from anceflow.negatives import query_rng
+
+    run = {}
+    for q, p, _, s in lines:
+        run.setdefault(q, {})[p] = float(s)
+    ranking = {q: [p for p, _ in sorted(d.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+               for q, d in run.items()}
+    out = []
+    for qid in sorted(qrels):
+        positives = sorted(p for p, rel in qrels[qid].items() if rel > 0)
+        if not positives:
+            continue
+        pool = [p for p in ranking.get(qid, [])[:depth] if p not in set(positives)]
+        rng = query_rng(seed, qid, round_)
+        for pos in positives:
+            if pool:
+                out.append((qid, pos, [pool[i] for i in rng.choice(len(pool), min(n, len(pool)), replace=False)]))
+    return out
+
+
+def test_bm25_negatives_identical_to_the_dict_implementation(tmp_path):
+    """On a random run full of tied scores, the streaming array path draws exactly what the old one did."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    qids = [f"q{i}" for i in range(60)]
+    pids = [f"d{i}" for i in range(300)]
+    lines, qrels = [], {}
+    for q in qids[:50]:  # 10 queries without hits
+        docs = rng.choice(pids, 40, replace=False)
+        scores = rng.integers(0, 6, 40).astype(float)  # many ties
+        for r, (d, s) in enumerate(sorted(zip(docs, scores), key=lambda x: -x[1]), 1):
+            lines.append((q, d, r, s))
+    for q in qids[5:60]:
+        qrels[q] = {d: int(rng.integers(0, 3)) for d in rng.choice(pids, 3, replace=False)}
+    pd.DataFrame({"pid": pids, "text": pids}).to_parquet(tmp_path / "collection.parquet")
+    pd.DataFrame({"qid": qids, "text": qids}).to_parquet(tmp_path / "queries.parquet")
+    pd.DataFrame([(q, p, r) for q, d in qrels.items() for p, r in d.items()],
+                 columns=["qid", "pid", "rel"]).to_parquet(tmp_path / "qrels.parquet")
+    make_negatives(write_trec(tmp_path / "run.trec", lines), tmp_path / "queries.parquet",
+                   tmp_path / "collection.parquet", tmp_path / "qrels.parquet", tmp_path / "neg.parquet",
+                   n=7, seed=3, depth=25, round_=0)
+    ours = [(r.qid, r.pos_pid, list(r.neg_pids)) for r in pd.read_parquet(tmp_path / "neg.parquet").itertuples()]
+    assert ours == reference_negatives(lines, qrels, n=7, seed=3, depth=25, round_=0)
+    assert len(ours) > 40

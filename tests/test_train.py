@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from anceflow.negatives import write_negatives
 from anceflow.model import EncoderSpec, load_dual_encoder, load_tokenizer
 from anceflow.train import INTERRUPTED_EXIT, TrainingData, TrainSettings, contrastive_loss, train
 
@@ -33,11 +34,11 @@ def test_loss_by_hand():
 
 
 def test_examples_and_seeded_order(small_data):
-    data = TrainingData(str(small_data["negatives"]), str(small_data["train_queries"]), str(small_data["corpus"]), 2, 7)
+    data = TrainingData.build(str(small_data["negatives"]), str(small_data["train_queries"]), str(small_data["corpus"]), 2, 7)
     negs = pd.read_parquet(small_data["negatives"])
     assert len(data) == sum(len(n) // 2 for n in negs["neg_pids"])
     a = data.micro_batch(3, 8)
-    assert np.array_equal(a, TrainingData(str(small_data["negatives"]), str(small_data["train_queries"]),
+    assert np.array_equal(a, TrainingData.build(str(small_data["negatives"]), str(small_data["train_queries"]),
                                           str(small_data["corpus"]), 2, 7).micro_batch(3, 8))
     assert not np.array_equal(a, data.micro_batch(4, 8))
     per_epoch = len(data) // 8
@@ -47,6 +48,49 @@ def test_examples_and_seeded_order(small_data):
     row = data.examples[0]
     first = negs.iloc[0]
     assert collection[row[1]] == first["pos_pid"] and collection[row[2]] == first["neg_pids"][0]
+
+
+def reference_examples(negatives: Path, query_prefix: Path, corpus_prefix: Path, k: int) -> np.ndarray:
+    """The examples as the per-pair loop built them before vectorisation (the order users' runs had)."""
+    neg = pd.read_parquet(negatives)
+    qrow = dict(zip(*pd.read_parquet(f"{query_prefix}.rows.parquet", columns=["qid", "row"]).T.values))
+    drow = dict(zip(*pd.read_parquet(f"{corpus_prefix}.rows.parquet", columns=["pid", "row"]).T.values))
+    examples = []
+    for qid, pos, negs in zip(neg["qid"], neg["pos_pid"], neg["neg_pids"]):
+        rows = np.array([drow[p] for p in negs])
+        if len(rows) == 0:
+            continue
+        if len(rows) < k:
+            rows = np.resize(rows, k)
+        for i in range(0, len(rows) - k + 1, k):
+            examples.append([qrow[qid], drow[pos], *rows[i:i + k]])
+    return np.asarray(examples, dtype=np.int64)
+
+
+def reference_micro_batch(examples: np.ndarray, seed: int, m: int, batch_size: int) -> np.ndarray:
+    """micro_batch as it was: a fresh permutation of all examples drawn for every call."""
+    per_epoch = max(1, len(examples) // batch_size)
+    epoch, b = divmod(m, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(len(examples))
+    if len(examples) < batch_size:
+        order = np.resize(order, batch_size)
+    return examples[order[b * batch_size:(b + 1) * batch_size]]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+def test_example_order_unchanged_across_epochs(small_data, tmp_path, k):
+    """Vectorised examples and the cached per-epoch permutation give exactly the old order,
+    micro-batch by micro-batch, across an epoch boundary (and with pairs of 0 to 5 negatives)."""
+    negs = pd.read_parquet(small_data["negatives"])
+    negs["neg_pids"] = [n[: i % 6] for i, n in enumerate(negs["neg_pids"])]  # 0..5 negatives per pair
+    write_negatives(negs, tmp_path / "neg.parquet")
+    prefixes = (small_data["train_queries"], small_data["corpus"])
+    expected = reference_examples(tmp_path / "neg.parquet", *prefixes, k)
+    data = TrainingData.build(tmp_path / "neg.parquet", *prefixes, k, seed=3)
+    assert np.array_equal(data.examples, expected)
+    per_epoch = len(expected) // 5
+    for m in [0, 1, per_epoch - 1, per_epoch, per_epoch + 1, 3 * per_epoch + 2]:
+        assert np.array_equal(data.micro_batch(m, 5), reference_micro_batch(expected, 3, m, 5)), m
 
 
 def settings(small_data, init, out: Path, **kw) -> TrainSettings:
@@ -202,7 +246,7 @@ def test_gradient_checkpointing_gives_the_same_training(small_data, init, tmp_pa
 def test_epochs_set_the_number_of_steps(small_data, init, tmp_path):
     s = settings(small_data, init, tmp_path / "ep", steps=1, epochs=0.5, batch_size=4)
     summary = train(s, progress=False)
-    n = len(TrainingData(str(small_data["negatives"]), str(small_data["train_queries"]), str(small_data["corpus"]), 1, 11))
+    n = len(TrainingData.build(str(small_data["negatives"]), str(small_data["train_queries"]), str(small_data["corpus"]), 1, 11))
     assert summary["steps"] == int(np.ceil(0.5 * n / 4))
 
 
@@ -214,4 +258,4 @@ def test_negatives_naming_unknown_ids_are_rejected(small_data, tmp_path):
     bad.at[0, "neg_pids"] = ["no-such-pid"]
     write_negatives(bad, tmp_path / "bad.parquet")
     with pytest.raises(InputError, match="pid 'no-such-pid' is not in"):
-        TrainingData(str(tmp_path / "bad.parquet"), str(small_data["train_queries"]), str(small_data["corpus"]), 1, 0)
+        TrainingData.build(str(tmp_path / "bad.parquet"), str(small_data["train_queries"]), str(small_data["corpus"]), 1, 0)

@@ -55,16 +55,23 @@ def tiny_demo_config(tiny_model: Path, staleness: int = 0) -> dict:
     }
 
 
-def run_demo(workdir: Path, tiny_model: Path, staleness: int) -> Path:
-    config = write_config(workdir / "tiny.yaml", tiny_demo_config(tiny_model, staleness))
+def run_demo(workdir: Path, tiny_model: Path, staleness: int, **overrides) -> Path:
+    config = write_config(workdir / "tiny.yaml", {**tiny_demo_config(tiny_model, staleness), **overrides})
     snakemake("--configfile", str(config), workdir=workdir)
     return workdir
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, tiny_model):
-    """The whole pipeline (BM25, zeroshot, warmup, 2 ANCE rounds, report) on demo data, run once."""
+    """The whole pipeline (BM25, zeroshot, warmup, 2 ANCE rounds, report) on demo data, run once,
+    with the defaults: intermediate files are deleted once used."""
     return run_demo(tmp_path_factory.mktemp("demo"), tiny_model, staleness=0)
+
+
+@pytest.fixture(scope="module")
+def kept_run(tmp_path_factory, tiny_model):
+    """The same pipeline with keep_intermediate: true (vectors, runs of the training split kept)."""
+    return run_demo(tmp_path_factory.mktemp("kept"), tiny_model, staleness=0, keep_intermediate=True)
 
 
 SYSTEM_ORDER = ["bm25", "zeroshot", "round-0", "round-1", "round-2"]
@@ -82,8 +89,23 @@ def test_demo_metrics_table(demo_run):
     assert len(negatives) >= 80 and negatives["neg_pids"].map(len).between(1, 20).all()
 
 
-def test_dense_path_outputs(demo_run):
-    res = demo_run / "results/demo"
+INTERMEDIATE = ["embeddings/*/*.npy", "index/*/*.faiss", "runs/*/train.rows.npy", "runs/bm25/train.trec"]
+
+
+def test_intermediate_files_are_deleted_and_results_unchanged(demo_run, kept_run):
+    """By default vectors, indexes and the training split's runs are gone once used; keeping them
+    (keep_intermediate) changes no result."""
+    res, kept = demo_run / "results/demo", kept_run / "results/demo"
+    assert not [p for pattern in INTERMEDIATE for p in res.glob(pattern)]
+    assert len(list(kept.glob("embeddings/*/corpus.*.npy"))) == 4 * 2 and (kept / "runs/bm25/train.trec").exists()
+    assert (res / "metrics.tsv").read_text() == (kept / "metrics.tsv").read_text()
+    for n in range(3):
+        assert (pd.read_parquet(res / f"negatives/round-{n}.parquet")
+                .equals(pd.read_parquet(kept / f"negatives/round-{n}.parquet")))
+
+
+def test_dense_path_outputs(kept_run):
+    res = kept_run / "results/demo"
     for system in ("zeroshot", "round-0", "round-2"):
         shards = [np.load(res / f"embeddings/{system}/corpus.{i}.npy") for i in range(2)]
         assert sum(len(x) for x in shards) == 400 and shards[0].shape[1] == 32
@@ -95,20 +117,19 @@ def test_dense_path_outputs(demo_run):
     assert (res / "checkpoints/round-0/anceflow.json").exists() and not (res / "state/round-0").exists()
 
 
-def test_rounds_mine_from_the_previous_checkpoint(demo_run):
-    res = demo_run / "results/demo"
+def test_rounds_mine_from_the_previous_checkpoint(kept_run):
+    res = kept_run / "results/demo"
     for n in (1, 2):
         stats = json.loads((res / f"negatives/round-{n}.json").read_text())
         assert stats["round"] == n and stats["queries"] == 80
         assert 0 <= stats["overlap_with_previous"] <= 1 and stats["positive_rank_median"] >= 1
         negatives = pd.read_parquet(res / f"negatives/round-{n}.parquet")
         # Negatives come from the mining checkpoint's top-k (staleness 0: round n-1) and skip positives.
-        run = (res / f"runs/round-{n - 1}/train.trec").read_text().splitlines()
-        top = {}
-        for line in run:
-            qid, _, pid, rank, _, _ = line.split()
-            if int(rank) <= 50:
-                top.setdefault(qid, set()).add(pid)
+        rows = np.load(res / f"runs/round-{n - 1}/train.rows.npy")
+        assert rows.shape == (80, 50) and (rows >= 0).all()
+        qids = pd.read_parquet(res / "prepared/queries.train.parquet")["qid"].tolist()
+        pids = pd.read_parquet(res / "prepared/collection.parquet")["pid"].to_numpy()
+        top = {qid: set(pids[r]) for qid, r in zip(qids, rows)}
         qrels = pd.read_parquet(res / "prepared/qrels.train.parquet")
         positives = qrels.groupby("qid")["pid"].apply(set).to_dict()
         for row in negatives.itertuples():
@@ -134,9 +155,9 @@ def dry_run(workdir: Path, change: dict | None = None, snakefile: Path | None = 
     return planned_jobs(snakemake("-n", *configs, workdir=workdir, snakefile=snakefile))
 
 
-# Everything after one round's training: that checkpoint encoded, indexed, searched on dev.
+# Each retrained round: its training and its checkpoint's corpus encoded (2 shards).
 def after_training(rounds: int) -> dict[str, int]:
-    return {"train": rounds, "encode_corpus": 2 * rounds, "build_index": rounds}
+    return {"train": rounds, "encode_corpus": 2 * rounds}
 
 
 def test_nothing_changed_nothing_to_do(demo_run):
@@ -146,8 +167,10 @@ def test_nothing_changed_nothing_to_do(demo_run):
 def test_changing_k1_reruns_bm25_retrieval_and_everything_trained_after_it(demo_run):
     # Not prepare, tokenize, bm25_index, or anything of the zeroshot system.
     jobs = dry_run(demo_run, {"bm25": {"k1": 1.2}})
-    assert jobs == {"bm25_search": 2, "bm25_negatives": 1, **after_training(3), "mine_negatives": 2,
-                    "encode_queries": 5, "dense_search": 5, "evaluate": 4, "metrics": 1, "report": 1, "all": 1}
+    # Rounds 0 and 1 are mined with, so their search jobs also cover the training queries.
+    assert jobs == {"bm25_search": 1, "bm25_search_train": 1, "bm25_negatives": 1, **after_training(3),
+                    "mine_negatives": 2, "encode_queries": 3 + 2, "dense_search": 1, "dense_search_mining": 2,
+                    "evaluate": 1 + 3, "metrics": 1, "report": 1, "all": 1}
     assert not {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "init_model"} & set(jobs)
 
 
@@ -158,18 +181,27 @@ def test_changing_an_evaluation_setting_reruns_only_evaluation_and_report(demo_r
 
 def test_changing_ance_topk_reruns_mining_of_rounds_1_up_not_warmup_or_bm25(demo_run):
     jobs = dry_run(demo_run, {"ance": {"topk": 30}})
-    # The training-split searches of the mining checkpoints (round-0, round-1) go deeper or shallower.
-    assert jobs == {"dense_search": 2 + 2, "mine_negatives": 2, **after_training(2), "encode_queries": 1 + 2,
-                    "evaluate": 2, "metrics": 1, "report": 1, "all": 1}
+    # The searches of the mining checkpoints (round-0, round-1) go deeper or shallower; their corpus
+    # and query vectors were intermediate, so they are encoded again (kept: see the next test).
+    assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 3,
+                    "encode_queries": 2 * 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "report": 1,
+                    "all": 1}
     assert not {"bm25_search", "bm25_negatives"} & set(jobs)
 
 
 def test_one_more_round_runs_only_that_round(demo_run):
     jobs = dry_run(demo_run, {"ance": {"rounds": 3}})
-    # Round 3 mines with round 2 (its training queries are encoded and searched for that),
-    # trains, and its checkpoint is encoded, indexed, searched and evaluated on dev.
-    assert jobs == {"encode_queries": 1 + 1, "dense_search": 1 + 1, "mine_negatives": 1, **after_training(1),
-                    "evaluate": 1, "metrics": 1, "report": 1, "all": 1}
+    # Round 3 mines with round 2: its search now covers the training queries (round 2's corpus
+    # vectors were intermediate, so they are encoded again); round 3 trains, and its checkpoint is
+    # encoded, searched and evaluated on dev.
+    assert jobs == {"encode_corpus": 2 + 2, "encode_queries": 2 + 1, "dense_search_mining": 1, "dense_search": 1,
+                    "mine_negatives": 1, "train": 1, "evaluate": 2, "metrics": 1, "report": 1, "all": 1}
+
+
+def test_with_kept_intermediates_one_more_round_reuses_the_vectors(kept_run):
+    jobs = dry_run(kept_run, {"ance": {"rounds": 3}})
+    assert jobs == {"encode_corpus": 2, "encode_queries": 1 + 1, "dense_search_mining": 1, "dense_search": 1,
+                    "mine_negatives": 1, "train": 1, "evaluate": 2, "metrics": 1, "report": 1, "all": 1}
 
 
 def test_editing_the_training_code_reruns_training(demo_run, tmp_path):
@@ -182,12 +214,12 @@ def test_editing_the_training_code_reruns_training(demo_run, tmp_path):
 
 
 def test_staleness_one_mines_with_the_checkpoint_before_the_last(tmp_path_factory, tiny_model):
-    workdir = run_demo(tmp_path_factory.mktemp("stale"), tiny_model, staleness=1)
+    workdir = run_demo(tmp_path_factory.mktemp("stale"), tiny_model, staleness=1, keep_intermediate=True)
     res = workdir / "results/demo"
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
     assert metrics["system"].tolist() == SYSTEM_ORDER
     # Round 2 mined with round 0's index, so no training-split run of round 1 was ever needed.
-    assert (res / "runs/round-0/train.trec").exists() and not (res / "runs/round-1/train.trec").exists()
+    assert (res / "runs/round-0/train.rows.npy").exists() and not (res / "runs/round-1/train.rows.npy").exists()
     assert (res / "report/metrics.png").exists()
 
 
@@ -204,10 +236,10 @@ def test_bad_input_fails_prepare_with_file_and_line(tmp_path):
     src = tmp_path / "data"
     src.mkdir()
     (src / "collection.tsv").write_text("1\tfirst passage\n2\tsecond passage\n2\tduplicate\n")
-    (src / "queries.train.tsv").write_text("10\tfirst\n")
-    (src / "qrels.train.tsv").write_text("10 0 1 1\n")
-    cfg = write_config(tmp_path / "c.yaml", {"dataset": {"name": "bad", "source": "local", "path": str(src),
-                                                          "eval_splits": ["train"]}})
+    for split in ("train", "dev"):
+        (src / f"queries.{split}.tsv").write_text("10\tfirst\n")
+        (src / f"qrels.{split}.tsv").write_text("10 0 1 1\n")
+    cfg = write_config(tmp_path / "c.yaml", {"dataset": {"name": "bad", "source": "local", "path": str(src)}})
     proc = snakemake("bm25", "--configfile", str(cfg), workdir=tmp_path, check=False)
     assert proc.returncode != 0
     assert f"{src / 'collection.tsv'}:3: duplicate pid '2'" in proc.stdout + proc.stderr
@@ -234,7 +266,8 @@ def test_user_config_from_repo_root_with_relative_path(tmp_path):
     jobs = planned_jobs(snakemake("bm25", "-n", "--configfile", str(cfg)))
     # Which jobs are pending depends on what a user already ran here; the target always is.
     assert "bm25" in jobs
-    assert set(jobs) <= {"prepare", "bm25_index", "bm25_search", "bm25_negatives", "evaluate", "bm25"}
+    assert set(jobs) <= {"prepare", "bm25_index", "bm25_search", "bm25_search_train", "bm25_negatives", "evaluate",
+                         "bm25"}
 
 
 def test_lint_is_clean():

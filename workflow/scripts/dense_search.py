@@ -1,14 +1,17 @@
-"""Search one split's queries against a checkpoint's index into a TREC run (rule dense_search)."""
+"""Search every split of one checkpoint: TREC runs for evaluation, rows for mining (rules dense_search*)."""
 import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
 
-from anceflow.search import dense_run
+from anceflow.search import Split, dense_runs
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
     inp, p = snakemake.input, snakemake.params
-    stats = dense_run(inp.index, inp.queries, inp.query_rows, inp.corpus_rows, inp.collection, snakemake.output[0],
-                      depth=p.depth, chunks=p.chunks, tag=snakemake.wildcards.system, nprobe=p.nprobe,
-                      ef_search=p.ef_search, use_gpu=p.use_gpu)
+    splits = [Split(name, queries, rows, depth, out)
+              for (name, depth), queries, rows, out in zip(p.plan, inp.queries, inp.query_rows, snakemake.output)]
+    stats = dense_runs(splits, shards=list(inp.shards), corpus_rows=inp.corpus_rows, collection=inp.collection,
+                       tag=snakemake.wildcards.system, chunks=p.chunks, index_path=inp.get("index"), nprobe=p.nprobe,
+                       ef_search=p.ef_search, use_gpu=p.use_gpu, max_cpu_hours=p.max_cpu_hours,
+                       threads=snakemake.threads)
     log.info("searched: %s", stats)

@@ -5,19 +5,15 @@ sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also
 
 import json
 
-import pandas as pd
-
-from anceflow.evaluate import read_qrels
 from anceflow.io import atomic_path
-from anceflow.negatives import mine, ranked_lists, write_negatives
+from anceflow.negatives import make_negatives
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
     p, inp = snakemake.params, snakemake.input
-    previous = pd.read_parquet(inp.previous) if "previous" in inp.keys() else None
-    df, stats = mine(ranked_lists(inp.run), read_qrels(inp.qrels), n=p.n, seed=p.seed, depth=p.depth,
-                     round_=int(snakemake.wildcards.get("n", 0)), query_fraction=p.query_fraction, previous=previous)
-    write_negatives(df, snakemake.output.negatives)
+    stats = make_negatives(inp.run, inp.queries, inp.collection, inp.qrels, snakemake.output.negatives, n=p.n,
+                           seed=p.seed, depth=p.depth, round_=int(snakemake.wildcards.get("n", 0)),
+                           query_fraction=p.query_fraction, previous=inp.get("previous"))
     with atomic_path(snakemake.output.stats) as tmp, open(tmp, "w") as fh:
         json.dump(stats, fh, indent=1)
     log.info("negatives: %s", stats)
