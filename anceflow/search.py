@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
@@ -120,7 +121,7 @@ def exact_topk(shards: Sequence, queries: Sequence[np.ndarray], ks: Sequence[int
     block_rows = block_rows or (65536 if gpu else 16384)
     sets = []
     for q, k in zip(queries, ks):
-        q = torch.as_tensor(np.ascontiguousarray(q, dtype=np.float32)).to(device)
+        q = torch.from_numpy(np.array(q, dtype=np.float32)).to(device)  # a copy: memory maps are read-only
         if q.ndim != 2 or q.shape[1] != dim:
             raise ValueError(f"queries must have shape [n, {dim}], got {tuple(q.shape)}")
         batches = [{"start": b, "best_s": torch.full((len(q[b:b + query_batch]), k), -math.inf, device=device),
@@ -210,14 +211,19 @@ class FaissGpuFlat:
 
 # --------------------------------------------------------------------------- the search stage
 
-def write_trec(path: str | Path, qids: list[str], pids: list[str], scores: np.ndarray, docs: np.ndarray,
-               tag: str) -> None:
-    """A TREC run from ranked arrays (documents -1 are left out)."""
+def write_trec(path: str | Path, qids: list[str], pids, scores: np.ndarray, docs: np.ndarray, tag: str,
+               batch: int = 2000) -> None:
+    """A TREC run from ranked arrays (documents -1 are left out); ``pids`` is the collection's pid
+    column (an Arrow array), turned into strings only for ``batch`` queries at a time."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for qid, doc_row, score in zip(qids, docs, scores):
-            keep = doc_row >= 0
-            fh.writelines(f"{qid} Q0 {pids[d]} {r} {s:.6f} {tag}\n"
-                          for r, (d, s) in enumerate(zip(doc_row[keep].tolist(), score[keep].tolist()), 1))
+        for start in range(0, len(qids), batch):
+            block = docs[start:start + batch]
+            names = pids.take(pa.array(np.where(block < 0, 0, block).ravel())).to_pylist()
+            width = block.shape[1]
+            for i, (qid, doc_row, score) in enumerate(zip(qids[start:start + batch], block, scores[start:start + batch])):
+                keep = np.flatnonzero(doc_row >= 0)
+                fh.writelines(f"{qid} Q0 {names[i * width + j]} {r} {score[j]:.6f} {tag}\n"
+                              for r, j in enumerate(keep.tolist(), 1))
 
 
 def to_documents(scores: np.ndarray, rows: np.ndarray, row_to_doc: np.ndarray | None, depth: int,
@@ -242,7 +248,7 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
     """
     if threads:
         torch.set_num_threads(threads)
-    pids = pq.read_table(collection, columns=["pid"]).column("pid").to_pylist()
+    pids = pq.read_table(collection, columns=["pid"]).column("pid").combine_chunks()
     row_to_doc = pq.read_table(corpus_rows, columns=["doc"]).column("doc").to_numpy() if chunks > 1 else None
     vectors = [np.load(s.queries, mmap_mode="r") for s in splits]
     rows, dim = shard_shapes(shards)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import traceback
 
@@ -12,11 +13,15 @@ from anceflow.errors import INTERRUPTED_EXIT, InputError
 
 @contextlib.contextmanager
 def script_logging(snakemake):
-    """Send logging and stderr (progress bars) to ``snakemake.log[0]``.
+    """Send logging and stderr (progress bars) to ``snakemake.log[0]``; jobs run with the hub off.
 
     A failure is written to the log and, as one clear line, to the console, so the user
     sees what is wrong without opening the log.
     """
+    if snakemake.rule != "fetch_model":
+        # Jobs load models from disk (fetch_model put hub models there on the submit host): never the
+        # hub, which compute nodes may not reach.
+        os.environ["HF_HUB_OFFLINE"] = "1"
     log_path = snakemake.log[0] if snakemake.log else None
     if log_path is None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

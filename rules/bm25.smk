@@ -63,7 +63,7 @@ use rule bm25_search as bm25_search_train with:
     log:
         f"{RES}/logs/bm25_search.{TRAIN_SPLIT}.log",
     benchmark:
-        f"{RES}/benchmarks/bm25_search.{TRAIN_SPLIT}.tsv"
+        f"{RES}/benchmarks/bm25_search_train.{TRAIN_SPLIT}.tsv"
 
 
 rule bm25_negatives:

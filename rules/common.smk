@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from anceflow import config as anceflow_config
-from anceflow.models import model_tag
+from anceflow.models import model_tag, needs_fetch
 
 try:
     anceflow_config.validate(config)
@@ -30,6 +30,14 @@ TOK = "{res}/tokens/{tag}.q{q}.d{d}{maxp}".format(
     q=MODEL["max_query_len"],
     d=MODEL["max_doc_len"],
     maxp=f"x{MODEL['doc_chunks']}" if MODEL["doc_chunks"] > 1 else "",
+)
+# The model every job loads: as named when that is a local folder (or a model a package ships),
+# else a snapshot that rule fetch_model stores on the submit host (compute nodes may be offline).
+FETCH_MODEL = needs_fetch(MODEL["name_or_path"])
+MODEL_PATH = (
+    f"{DATASET['download_dir']}/models/{model_tag(MODEL['name_or_path'])}"
+    if FETCH_MODEL
+    else MODEL["name_or_path"]
 )
 ANCE = config["ance"]
 ROUNDS = list(range(ANCE["rounds"] + 1))  # round 0 is the warmup
@@ -57,6 +65,11 @@ def alternatives(names):
 def intermediate(path):
     """An output no later stage needs once its consumers ran: temporary unless keep_intermediate."""
     return path if config["keep_intermediate"] else temp(path)
+
+
+def model_input(wildcards):
+    """The fetched model folder, for the jobs that load the model by name (nothing for a local one)."""
+    return [MODEL_PATH] if FETCH_MODEL else []
 
 
 def source_input(wildcards):

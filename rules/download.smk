@@ -1,4 +1,5 @@
-# Download: fetch raw data (or generate the demo) into a folder in the "local" TSV layout.
+# Download: fetch raw data (or generate the demo) into a folder in the "local" TSV layout, and a
+# hub model to disk. Downloads run on the submit host (localrule): compute nodes may be offline.
 
 
 rule demo_data:
@@ -32,6 +33,7 @@ rule download_msmarco:
         f"{DATASET['download_dir']}/benchmarks/download_{{kind}}.tsv"
     resources:
         downloads=1,
+    localrule: True
     conda:
         "../envs/prepare.yaml"
     script:
@@ -49,7 +51,27 @@ rule download_beir:
         f"{DATASET['download_dir']}/benchmarks/download_beir_{{beir_name}}.tsv"
     resources:
         downloads=1,
+    localrule: True
     conda:
         "../envs/prepare.yaml"
     script:
         "../workflow/scripts/download_beir.py"
+
+
+rule fetch_model:
+    """A snapshot of the hub model model.name_or_path, which every later job loads from disk."""
+    output:
+        directory(MODEL_PATH if FETCH_MODEL else f"{DATASET['download_dir']}/models/none"),
+    params:
+        name=MODEL["name_or_path"],
+        revision=MODEL["revision"],
+        endpoint=MODEL["hub_url"],
+    log:
+        f"{DATASET['download_dir']}/logs/fetch_model.{model_tag(MODEL['name_or_path'])}.log",
+    resources:
+        downloads=1,
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/fetch_model.py"

@@ -64,4 +64,4 @@ use rule dense_search as dense_search_mining with:
     log:
         f"{RES}/logs/dense_search.{{system}}.log",
     benchmark:
-        f"{RES}/benchmarks/dense_search.{{system}}.tsv"
+        f"{RES}/benchmarks/dense_search_mining.{{system}}.tsv"

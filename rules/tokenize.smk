@@ -3,13 +3,14 @@
 
 rule tokenize_corpus:
     input:
-        f"{PREP}/collection.parquet",
+        collection=f"{PREP}/collection.parquet",
+        model=model_input,
     output:
         tokenized("corpus"),
         meta=f"{TOK}/corpus.json",
     params:
         prefix=token_prefix,
-        tokenizer=MODEL["name_or_path"],
+        tokenizer=MODEL_PATH,
         max_len=MODEL["max_doc_len"],
         chunks=MODEL["doc_chunks"],
         batch_size=config["tokenize"]["batch_size"],
@@ -28,13 +29,14 @@ rule tokenize_corpus:
 
 rule tokenize_queries:
     input:
-        f"{PREP}/queries.{{split}}.parquet",
+        queries=f"{PREP}/queries.{{split}}.parquet",
+        model=model_input,
     output:
         tokenized("queries.{split}"),
         meta=f"{TOK}/queries.{{split}}.json",
     params:
         prefix=token_prefix,
-        tokenizer=MODEL["name_or_path"],
+        tokenizer=MODEL_PATH,
         max_len=MODEL["max_query_len"],
         batch_size=config["tokenize"]["batch_size"],
     log:

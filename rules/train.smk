@@ -3,10 +3,12 @@
 
 
 rule init_model:
+    input:
+        model_input,
     output:
         directory(f"{RES}/checkpoints/zeroshot"),
     params:
-        name_or_path=MODEL["name_or_path"],
+        name_or_path=MODEL_PATH,
         spec=encoder_spec,
         seed=config["seed"],
     log:

@@ -82,3 +82,33 @@ def test_separate_encoders_are_independent(tiny_model):
 def test_bad_spec_names_the_key():
     with pytest.raises(ValueError, match="model.pooling"):
         EncoderSpec("max", "none", "dot", True)
+
+
+def test_fetch_model_stores_a_hub_snapshot_that_loads_offline(tiny_model, tmp_path, monkeypatch):
+    """model.name_or_path naming a hub model: fetch_model stores it on disk (from a loopback hub),
+    and it then loads with the hub switched off, as on a compute node without internet."""
+    from fakehub import serve
+
+    from anceflow.models import fetch_model, needs_fetch
+
+    assert needs_fetch("org/tiny") and not needs_fetch(str(tiny_model))
+    assert not needs_fetch("sentence-transformers/all-MiniLM-L6-v2")  # shipped by a package
+    with serve("org/tiny", tiny_model) as (url, seen):
+        folder = fetch_model("org/tiny", tmp_path / "models/tiny", endpoint=url)
+    assert any(r.startswith("GET /org/tiny/resolve/") and r.endswith("model.safetensors") for r in seen)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in tiny_model.iterdir())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fetched, original = AutoModel.from_pretrained(folder), AutoModel.from_pretrained(tiny_model)
+    for (name, a), (_, b) in zip(fetched.state_dict().items(), original.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_fetch_model_of_an_unknown_repo_leaves_nothing(tiny_model, tmp_path):
+    from fakehub import serve
+
+    from anceflow.models import fetch_model
+
+    with serve("org/tiny", tiny_model) as (url, _):
+        with pytest.raises(Exception):
+            fetch_model("org/other", tmp_path / "models/other", endpoint=url)
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())

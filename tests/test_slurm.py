@@ -72,7 +72,13 @@ def tiny_config(tiny_model: Path, **over) -> dict:
 
 
 def test_demo_pipeline_runs_through_sbatch(slurm, tiny_model, tmp_path):
-    out = run_on_slurm(tmp_path, tiny_config(tiny_model), "all")
+    """Every job goes through sbatch except the model fetch (from a loopback hub), which runs on the
+    submit host: compute nodes may have no internet."""
+    from fakehub import serve
+
+    with serve("org/tiny-bert", tiny_model) as (url, _):
+        out = run_on_slurm(tmp_path, tiny_config(tiny_model, model={"name_or_path": "org/tiny-bert", "hub_url": url}),
+                           "all")
     jobs = submitted(out)
     job_rules = {}
     for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", out):
@@ -81,6 +87,8 @@ def test_demo_pipeline_runs_through_sbatch(slurm, tiny_model, tmp_path):
             job_rules[m.group(3)] = (m.group(2), bool(m.group(1)))
     remote = {j: r for j, (r, local) in job_rules.items() if not local}
     assert remote and set(remote) <= set(jobs), "every non-local job must go through sbatch"
+    local = {r for r, is_local in job_rules.values() if is_local}
+    assert "fetch_model" in local and "fetch_model" not in remote.values()
     print("\njob -> rule -> SLURM job id")
     for job, rule in sorted(remote.items(), key=lambda kv: int(kv[0])):
         print(f"  {job:>3} {rule:<16} {jobs[job]}")

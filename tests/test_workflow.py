@@ -273,3 +273,24 @@ def test_user_config_from_repo_root_with_relative_path(tmp_path):
 def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert "Congratulations" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_a_hub_model_is_fetched_once_and_later_jobs_load_it_from_disk(tmp_path, tiny_model):
+    """model.name_or_path a hub id: rule fetch_model (a local rule: the submit host has internet,
+    compute nodes may not) stores it under the download folder; tokenization and the zeroshot
+    checkpoint read that folder, with the hub switched off for them."""
+    from fakehub import serve
+
+    config = tiny_demo_config(tiny_model)
+    config["model"].update({"name_or_path": "org/tiny-bert", "hub_url": None})
+    with serve("org/tiny-bert", tiny_model) as (url, seen):
+        config["model"]["hub_url"] = url
+        cfg = write_config(tmp_path / "hub.yaml", config)
+        proc = snakemake("results/demo/checkpoints/zeroshot", "results/demo/tokens/tiny-bert.q32.d64/corpus.json",
+                         "--configfile", str(cfg), workdir=tmp_path)
+    assert (tmp_path / "resources/models/tiny-bert/model.safetensors").exists()
+    assert "rule fetch_model" in proc.stdout + proc.stderr
+    assert json.loads((tmp_path / "results/demo/checkpoints/zeroshot/anceflow.json").read_text())["pooling"] == "cls"
+    # Nothing asks the hub again: a dry run with the hub gone has nothing to do.
+    assert planned_jobs(snakemake("-n", "results/demo/checkpoints/zeroshot", "--configfile", str(cfg),
+                                  workdir=tmp_path)) == {}
