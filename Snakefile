@@ -29,6 +29,7 @@ include: "rules/index.smk"
 include: "rules/mine.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
+include: "rules/export.smk"
 
 
 report: "workflow/report/workflow.rst"

@@ -9,6 +9,7 @@ in unit tests without Snakemake.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,56 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key '{key}': {error.message}"
 
 
+def _types(schema: dict) -> list[str]:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def coerce_strings(config: Any, schema: dict) -> Any:
+    """Turn strings into the numbers and booleans the schema asks for, in place where possible.
+
+    ``snakemake --config 'ance={rounds: 3}'`` hands nested values over as strings ('3'); a string
+    that reads as YAML of a wanted type (3, 1.0e-6, true) takes that type, anything else is left
+    for validation to report.
+    """
+    if isinstance(config, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in config:
+                config[key] = coerce_strings(config[key], sub)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in config:
+                if key not in schema.get("properties", {}):
+                    config[key] = coerce_strings(config[key], extra)
+        return config
+    if isinstance(config, list) and isinstance(schema.get("items"), dict):
+        return [coerce_strings(item, schema["items"]) for item in config]
+    wanted = _types(schema)
+    if isinstance(config, str) and "string" not in wanted and not schema.get("enum"):
+        try:
+            value = yaml.safe_load(config)
+        except yaml.YAMLError:
+            return config
+        ok = {"integer": isinstance(value, int) and not isinstance(value, bool),
+              "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+              "boolean": isinstance(value, bool), "null": value is None}
+        if any(ok.get(t, False) for t in wanted):
+            return value
+    if isinstance(config, str) and schema.get("enum") and config not in schema["enum"]:
+        value = yaml.safe_load(config) if config.strip() else config
+        if value in schema["enum"]:
+            return value
+    return config
+
+
 def validate(config: dict[str, Any], schema: dict | None = None) -> dict[str, Any]:
-    """Validate ``config`` in place, fill defaults, and return it.
+    """Validate ``config`` in place (strings that should be numbers or booleans coerced), fill
+    defaults, and return it.
 
     Raises ConfigError listing every problem, each naming its key.
     """
     schema = schema if schema is not None else load_schema()
+    coerce_strings(config, schema)
     validator = _Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -75,6 +120,15 @@ def consistency_problems(config: dict[str, Any]) -> list[str]:
     """What the schema cannot say: settings that contradict each other, each naming its keys."""
     problems = []
     dataset = config["dataset"]
+    for key, split in [("dataset.train_split", dataset["train_split"]),
+                       *[(f"dataset.eval_splits.{i}", s) for i, s in enumerate(dataset["eval_splits"])]]:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
+            problems.append(f"config key '{key}': split name {split!r} may hold only letters, digits, '_' and '-' "
+                            "(it names files and rules; MS MARCO's dev.small is the split 'dev')")
+    name = config["model"]["name_or_path"]
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().is_dir():
+        problems.append(f"config key 'model.name_or_path': {name!r} is not a folder (a hub id has the form "
+                        "'org/name'; a local model is a folder holding config.json)")
     if dataset["train_split"] in dataset["eval_splits"]:
         problems.append(f"config key 'dataset.eval_splits': the training split {dataset['train_split']!r} is listed "
                         "among the evaluation splits; its metrics would not be held out (evaluate another split)")

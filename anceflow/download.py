@@ -7,10 +7,10 @@ one record per line, no header)::
                               doc:     pid<TAB>url<TAB>title<TAB>text
     queries.<split>.tsv       qid<TAB>text
     qrels.<split>.tsv         qid<TAB>0<TAB>pid<TAB>rel      (TREC qrels, NIST grades kept)
-    candidates.<split>.tsv    qid<TAB>pid                     (dev and dl19 only, file order)
+    candidates.<split>.tsv    qid<TAB>pid                     (dev, dl19, dl20; file order)
     raw/                      the downloaded source files (default cache)
 
-with ``<split>`` in ``train``, ``dev``, ``dl19``.  Ids are copied verbatim: MS MARCO
+with ``<split>`` in ``train``, ``dev``, ``dl19``, ``dl20`` (TREC DL 2019 and 2020).  Ids are copied verbatim: MS MARCO
 document ids keep their ``D`` prefix (``D1555982``).
 
 Only the standard library talks to the network (``urllib``), so downloads work in a
@@ -102,6 +102,12 @@ MSMARCO_PASSAGE_FILES: dict[str, RemoteFile] = {
     # msmarco-passage/trec-dl-2019/scoreddocs: qid, pid, query, passage.
     "dl19.top1000": RemoteFile(
         "msmarco-passagetest2019-top1000.tsv.gz", "ec9e012746aa9763c7ff10b3336a3ce1"),
+    # msmarco-passage/trec-dl-2020/{queries,qrels,scoreddocs} (200 queries, 54 judged).
+    "dl20.queries": RemoteFile(
+        "msmarco-test2020-queries.tsv.gz", "00a406fb0d14ed3752d70d1e4eb98600"),
+    "dl20.qrels": RemoteFile("2020qrels-pass.txt", "0355ccee7509ac0463e8278186cdd8d1", "nist"),
+    "dl20.top1000": RemoteFile(
+        "msmarco-passagetest2020-top1000.tsv.gz", "aa6fbc51d66bd1dc745964c0e140a727"),
 }
 
 MSMARCO_DOC_FILES: dict[str, RemoteFile] = {
@@ -125,6 +131,12 @@ MSMARCO_DOC_FILES: dict[str, RemoteFile] = {
     "dl19.qrels": RemoteFile("2019qrels-docs.txt", "d7ef53b995ef7e01676ea85d7ec01dda", "nist"),
     "dl19.top100": RemoteFile(
         "msmarco-doctest2019-top100.gz", "91071b89dd52124057a87d53cd22028d"),
+    # msmarco-document/trec-dl-2020/{queries,qrels,scoreddocs} (200 queries, 45 judged).
+    "dl20.queries": RemoteFile(
+        "msmarco-test2020-queries.tsv.gz", "00a406fb0d14ed3752d70d1e4eb98600"),
+    "dl20.qrels": RemoteFile("2020qrels-docs.txt", "e10f3545583b124a4ed5e7992293e15a", "nist"),
+    "dl20.top100": RemoteFile(
+        "msmarco-doctest2020-top100.gz", "96f39dae3443736bd6393bd09a5a0a20"),
 }
 
 # Looked up at call time, so tests (or a mirror with repacked files) can swap a table.
@@ -459,6 +471,9 @@ _PLANS: dict[str, list[tuple[str, _Source, Callable[[str], str]]]] = {
         ("queries.dl19.tsv", _Source("dl19.queries"), _query_row),
         ("qrels.dl19.tsv", _Source("dl19.qrels"), _qrels_row),
         ("candidates.dl19.tsv", _Source("dl19.top1000"), _top1000_row),
+        ("queries.dl20.tsv", _Source("dl20.queries"), _query_row),
+        ("qrels.dl20.tsv", _Source("dl20.qrels"), _qrels_row),
+        ("candidates.dl20.tsv", _Source("dl20.top1000"), _top1000_row),
     ],
     "msmarco-doc": [
         ("collection.tsv", _Source("docs"), _doc_row),
@@ -470,6 +485,9 @@ _PLANS: dict[str, list[tuple[str, _Source, Callable[[str], str]]]] = {
         ("queries.dl19.tsv", _Source("dl19.queries"), _query_row),
         ("qrels.dl19.tsv", _Source("dl19.qrels"), _qrels_row),
         ("candidates.dl19.tsv", _Source("dl19.top100"), _trec_run_row),
+        ("queries.dl20.tsv", _Source("dl20.queries"), _query_row),
+        ("qrels.dl20.tsv", _Source("dl20.qrels"), _qrels_row),
+        ("candidates.dl20.tsv", _Source("dl20.top100"), _trec_run_row),
     ],
 }
 
@@ -492,8 +510,9 @@ def fetch_msmarco(
     function: other files in it are removed (a cache inside it is kept).
 
     Splits: ``train``; ``dev`` (passage: queries/qrels ``dev.small`` + ``top1000.dev``;
-    doc: ``docdev`` + ``docdev-top100``); ``dl19`` (TREC DL 2019 queries, NIST qrels and
-    the official top1000/top100 candidates; all 200 queries are kept, only 43 are judged).
+    doc: ``docdev`` + ``docdev-top100``); ``dl19`` and ``dl20`` (TREC DL 2019 / 2020 queries,
+    NIST qrels and the official top1000/top100 candidates; all 200 queries are kept, 43 / 54
+    (passage) and 43 / 45 (document) are judged).
     """
     if kind not in _PLANS:
         raise ValueError(f"unknown MS MARCO kind {kind!r}; expected one of {sorted(_PLANS)}")

@@ -1,4 +1,5 @@
-"""Evaluate TREC runs with pytrec_eval: MRR@10, NDCG@10, Recall@100/1000 and ANCE's hole rate@10.
+"""Evaluate TREC runs with pytrec_eval: MRR@10, NDCG@10, Recall@100/1000, ANCE's hole rate@10 and
+MRR@100 (MS MARCO document ranking's official measure).
 
 Conventions (those of trec_eval, so figures match published ones):
 - the queries evaluated are those with at least one judgment >= ``relevance_level``;
@@ -7,6 +8,10 @@ Conventions (those of trec_eval, so figures match published ones):
   whatever ranks the file states; MRR@10 and hole@10 use that same order;
 - NDCG uses the graded judgments as gains; MRR and recall count grades >= relevance_level;
 - hole@10 (ANCE) is the share of a query's top-10 results with no judgment at all.
+
+``metrics.tsv`` keeps its first eight columns (system, split, queries, mrr@10, ndcg@10,
+recall@100, recall@1000, hole@10); later columns: mrr@100, and ranking (``full``: the whole
+collection searched; ``rerank``: the split's candidate list, e.g. MS MARCO's top1000.dev, re-scored).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ import pytrec_eval
 from anceflow.errors import InputError
 from anceflow.io import atomic_path
 
-METRICS = ["mrr@10", "ndcg@10", "recall@100", "recall@1000", "hole@10"]
-SUMMARY_COLUMNS = ["system", "split", "queries", *METRICS]
+METRICS = ["mrr@10", "ndcg@10", "recall@100", "recall@1000", "hole@10", "mrr@100"]
+SUMMARY_COLUMNS = ["system", "split", "queries", *METRICS, "ranking"]
 
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
@@ -72,34 +77,38 @@ def evaluate_run(run: Run, qrels: Qrels, *, relevance_level: int = 1) -> pd.Data
     """Per-query metrics, one row per evaluated query (see the module docstring)."""
     qrels = {q: r for q, r in qrels.items() if any(v >= relevance_level for v in r.values())}
     run = {q: run.get(q, {}) for q in qrels}
-    top10 = {q: dict(ranked(docs)[:10]) for q, docs in run.items()}
+    top = {q: ranked(docs)[:100] for q, docs in run.items()}
+    top10 = {q: dict(hits[:10]) for q, hits in top.items()}
     full = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100,1000"}, relevance_level=relevance_level)
-    at10 = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=relevance_level)
+    rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=relevance_level)
     # pytrec_eval skips queries without results; they stay at 0 below (trec_eval -c).
     scored = full.evaluate({q: d for q, d in run.items() if d})
-    scored10 = at10.evaluate({q: d for q, d in top10.items() if d})
+    scored10 = rr.evaluate({q: d for q, d in top10.items() if d})
+    scored100 = rr.evaluate({q: dict(hits) for q, hits in top.items() if hits})
     rows = []
     for qid in sorted(qrels):
         m = scored.get(qid, {})
         judged = qrels[qid]
-        top = top10[qid]
+        first10 = top10[qid]
         rows.append({
             "qid": qid,
             "mrr@10": scored10.get(qid, {}).get("recip_rank", 0.0),
             "ndcg@10": m.get("ndcg_cut_10", 0.0),
             "recall@100": m.get("recall_100", 0.0),
             "recall@1000": m.get("recall_1000", 0.0),
-            "hole@10": sum(pid not in judged for pid in top) / len(top) if top else math.nan,
+            "hole@10": sum(pid not in judged for pid in first10) / len(first10) if first10 else math.nan,
+            "mrr@100": scored100.get(qid, {}).get("recip_rank", 0.0),
         })
     return pd.DataFrame(rows, columns=["qid", *METRICS])
 
 
-def summarize(per_query: pd.DataFrame, system: str, split: str) -> dict:
+def summarize(per_query: pd.DataFrame, system: str, split: str, ranking: str = "full") -> dict:
     """One metrics.tsv row: means over the evaluated queries (hole@10 over queries with results)."""
     row = {"system": system, "split": split, "queries": len(per_query)}
     for metric in METRICS:
         value = per_query[metric].mean() if len(per_query) else math.nan
         row[metric] = round(float(value), 4)
+    row["ranking"] = ranking
     return row
 
 

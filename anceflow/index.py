@@ -430,3 +430,24 @@ def recall_at(approx_rows: np.ndarray, exact_rows: np.ndarray, k: int) -> float:
     for a, e in zip(approx_rows[:, :k], exact_rows[:, :k]):
         total += len((set(a.tolist()) & set(e.tolist())) - {-1})
     return total / (k * len(approx_rows))
+
+
+def export_pyserini(out_dir: str | Path, docids: Sequence[str], *, shards: Sequence[Shard] | None = None,
+                    index_path: str | Path | None = None) -> int:
+    """A folder Pyserini's ``FaissSearcher`` opens: ``index`` (a faiss index) and ``docid`` (one id per
+    index row, in row order). From an approximate index's file, or for exact search a float32
+    ``IndexFlatIP`` built from the shards (what FaissSearcher searches: 4 bytes a dimension). With
+    MaxP each chunk row is listed under its document's id. Written atomically; returns the rows."""
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        if index_path is not None:
+            index = faiss.read_index(str(index_path))
+        else:
+            index = build_index(list(shards), index_type="flat", use_gpu=False)
+        if index.ntotal != len(docids):
+            raise ValueError(f"the index has {index.ntotal} rows but there are {len(docids)} docids")
+        faiss.write_index(index, str(tmp / "index"))
+        with open(tmp / "docid", "w", encoding="utf-8") as fh:
+            fh.writelines(f"{d}\n" for d in docids)
+    return len(docids)

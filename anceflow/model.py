@@ -8,6 +8,11 @@ A checkpoint is a plain Hugging Face folder: ``AutoModel.from_pretrained(folder)
 encoder (safetensors) and ``AutoTokenizer`` its tokenizer without this project; the small
 ``anceflow.json`` records pooling/head/similarity, and ``head.safetensors`` the head's weights.
 With separate encoders the folder holds ``query/`` and ``doc/``, each such a folder.
+
+It is also a sentence-transformers model: ``SentenceTransformer(folder)`` builds Transformer ->
+Pooling (cls|mean) -> [Dense (identity activation) -> LayerNorm: the ANCE head] -> [Normalize
+for cosine] from ``modules.json`` and gives this encoder's vectors (``encode_query`` /
+``encode_document``; with separate encoders a ``Router`` sends each to its own tower).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from anceflow.io import atomic_path
-from anceflow.models import load_tokenizer, resolve_model_path  # noqa: F401 (load_tokenizer re-exported)
+from anceflow.model_source import load_tokenizer, resolve_model_path  # noqa: F401 (load_tokenizer re-exported)
 
 SPEC_FILE = "anceflow.json"
 HEAD_FILE = "head.safetensors"
@@ -36,6 +41,8 @@ class EncoderSpec:
     head: str = "none"
     similarity: str = "dot"
     shared: bool = True
+    max_query_len: int | None = None  # for the sentence-transformers layout (its max_seq_length)
+    max_doc_len: int | None = None
 
     def __post_init__(self):
         for name, allowed in (("pooling", POOLINGS), ("head", HEADS), ("similarity", SIMILARITIES)):
@@ -44,7 +51,8 @@ class EncoderSpec:
 
     @classmethod
     def from_config(cls, model_cfg: dict) -> "EncoderSpec":
-        return cls(model_cfg["pooling"], model_cfg["head"], model_cfg["similarity"], model_cfg["shared_encoder"])
+        return cls(model_cfg["pooling"], model_cfg["head"], model_cfg["similarity"], model_cfg["shared_encoder"],
+                   model_cfg["max_query_len"], model_cfg["max_doc_len"])
 
 
 class LinearLayerNormHead(nn.Module):
@@ -95,9 +103,12 @@ class DualEncoder(nn.Module):
         return self.encode(query_ids, query_mask, "query"), self.encode(doc_ids, doc_mask, "doc")
 
     def gradient_checkpointing_enable(self) -> None:
-        self.query_encoder.gradient_checkpointing_enable()
+        # Non-reentrant checkpointing: the reentrant kind runs a shared encoder's backward twice
+        # per step inside one DDP step (queries and documents), which DDP rejects.
+        kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}
+        self.query_encoder.gradient_checkpointing_enable(**kwargs)
         if self.doc_encoder is not self.query_encoder:
-            self.doc_encoder.gradient_checkpointing_enable()
+            self.doc_encoder.gradient_checkpointing_enable(**kwargs)
 
     # -- saving and loading ------------------------------------------------------------------
 
@@ -127,6 +138,72 @@ class DualEncoder(nn.Module):
             if heads:
                 save_file(heads, str(tmp / HEAD_FILE))
             (tmp / SPEC_FILE).write_text(json.dumps(asdict(self.spec), indent=1) + "\n")
+            write_sentence_transformers(self, tmp)
+
+
+ST = "sentence_transformers.models."  # the module type names every release since 2.x reads
+
+
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1) + "\n")
+
+
+def _st_tower(model: DualEncoder, folder: Path, prefix: str, transformer_path: str, head, max_len: int | None) -> list:
+    """The modules of one tower after its Transformer: (path, type) pairs, written under ``folder``."""
+    hidden = model.dim
+    if max_len:
+        _write_json(folder / transformer_path / "sentence_bert_config.json",
+                    {"max_seq_length": max_len, "do_lower_case": False})
+    modules = [(transformer_path, "Transformer")]
+    _write_json(folder / f"{prefix}1_Pooling/config.json",
+                {"word_embedding_dimension": hidden, "pooling_mode_cls_token": model.spec.pooling == "cls",
+                 "pooling_mode_mean_tokens": model.spec.pooling == "mean", "pooling_mode_max_tokens": False,
+                 "pooling_mode_mean_sqrt_len_tokens": False, "include_prompt": True})
+    modules.append((f"{prefix}1_Pooling", "Pooling"))
+    if head is not None:
+        # Dense's activation must be named: without it sentence-transformers applies Tanh.
+        _write_json(folder / f"{prefix}2_Dense/config.json",
+                    {"in_features": hidden, "out_features": hidden, "bias": True,
+                     "activation_function": "torch.nn.modules.linear.Identity"})
+        save_file({"linear.weight": head.linear.weight.detach().cpu().contiguous(),
+                   "linear.bias": head.linear.bias.detach().cpu().contiguous()},
+                  str(folder / f"{prefix}2_Dense/model.safetensors"))
+        _write_json(folder / f"{prefix}3_LayerNorm/config.json", {"dimension": hidden})
+        save_file({"norm.weight": head.norm.weight.detach().cpu().contiguous(),
+                   "norm.bias": head.norm.bias.detach().cpu().contiguous()},
+                  str(folder / f"{prefix}3_LayerNorm/model.safetensors"))
+        modules += [(f"{prefix}2_Dense", "Dense"), (f"{prefix}3_LayerNorm", "LayerNorm")]
+    if model.spec.similarity == "cosine":
+        (folder / f"{prefix}4_Normalize").mkdir(parents=True, exist_ok=True)
+        modules.append((f"{prefix}4_Normalize", "Normalize"))
+    return modules
+
+
+def write_sentence_transformers(model: DualEncoder, folder: Path) -> None:
+    """The files that make a checkpoint folder load with ``SentenceTransformer(folder)``.
+
+    A shared encoder is one module chain at the root (its max_seq_length is the document length;
+    longer queries are cut there, where this project cuts at max_query_len). Separate encoders are
+    a Router over ``query/`` and ``doc/`` (``encode_query`` / ``encode_document``).
+    """
+    spec = model.spec
+    _write_json(folder / "config_sentence_transformers.json",
+                {"model_type": "SentenceTransformer", "prompts": {"query": "", "document": ""},
+                 "default_prompt_name": None, "similarity_fn_name": "dot" if spec.similarity == "dot" else "cosine"})
+    if spec.shared:
+        chain = _st_tower(model, folder, "", "", model.query_head, spec.max_doc_len or spec.max_query_len)
+        _write_json(folder / "modules.json", [{"idx": i, "name": str(i), "path": path, "type": ST + kind}
+                                              for i, (path, kind) in enumerate(chain)])
+        return
+    towers = {route: _st_tower(model, folder, f"{route}_", sub, head, length)
+              for route, sub, head, length in (("query", "query", model.query_head, spec.max_query_len),
+                                               ("document", "doc", model.doc_head, spec.max_doc_len))}
+    _write_json(folder / "router_config.json", {
+        "types": {path: ST + kind for chain in towers.values() for path, kind in chain},
+        "structure": {route: [path for path, _ in chain] for route, chain in towers.items()},
+        "parameters": {"default_route": "document", "allow_empty_key": True, "route_mappings": {}}})
+    _write_json(folder / "modules.json", [{"idx": 0, "name": "0", "path": "", "type": ST + "Router"}])
 
 
 def _auto_model(path: str | Path):

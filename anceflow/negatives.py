@@ -74,10 +74,24 @@ class Judged:
         return Judged(self.queries[keep], np.r_[0, np.cumsum(counts)].astype(np.int64), self.positives[index])
 
 
-def select_queries(judged: Judged, fraction: float, seed: int, round_: int) -> Judged:
-    """A seeded share of the training queries (ANCE's ann_chunk_factor capped mining cost this way)."""
+def select_queries(judged: Judged, fraction: float, seed: int, round_: int, mode: str = "random") -> Judged:
+    """The training queries round ``round_`` mines when only a ``fraction`` is mined per round.
+
+    ``random``: a seeded random share, drawn anew each round. ``rotating`` (the reference's
+    ``ann_chunk_factor``, microsoft/ANCE drivers/run_ann_data_gen.py): the judged queries in the
+    split's order cut into k = round(1 / fraction) consecutive slices, round n taking slice
+    (n - 1) mod k, the last slice taking the remainder, so k rounds cover every query once.
+    """
     if fraction >= 1.0:
         return judged
+    if mode == "rotating":
+        k = max(1, round(1 / fraction))
+        in_order = np.argsort(judged.queries, kind="stable")  # the split's (file) order, not qid order
+        per, index = len(judged) // k, (round_ - 1) % k
+        end = len(judged) if index == k - 1 else per * (index + 1)
+        return judged.select(np.sort(in_order[per * index:end]))
+    if mode != "random":
+        raise ValueError(f"query selection must be 'random' or 'rotating', not {mode!r}")
     keep = np.random.default_rng([seed, round_, 1]).permutation(len(judged))[: max(1, round(fraction * len(judged)))]
     return judged.select(np.sort(keep))
 
@@ -180,10 +194,10 @@ def overlap_with(now: Negatives, previous: Negatives, n_docs: int) -> float | No
 
 
 def mine(rows: np.ndarray, qids: list[str], judged: Judged, *, n: int, seed: int, depth: int, round_: int,
-         query_fraction: float = 1.0, previous: Negatives | None = None, n_docs: int | None = None
-         ) -> tuple[Negatives, dict]:
+         query_fraction: float = 1.0, query_selection: str = "random", previous: Negatives | None = None,
+         n_docs: int | None = None) -> tuple[Negatives, dict]:
     """Negatives of one round plus its diagnostics (see README, "ANCE rounds")."""
-    chosen = select_queries(judged, query_fraction, seed, round_)
+    chosen = select_queries(judged, query_fraction, seed, round_, query_selection)
     negatives, stats = sample_negatives(rows, qids, chosen, n=n, seed=seed, depth=depth, round_=round_)
     found = [r for r in stats.pop("positive_ranks") if r > 0]
     if previous is not None and n_docs is None:
@@ -202,7 +216,7 @@ def mine(rows: np.ndarray, qids: list[str], judged: Judged, *, n: int, seed: int
 
 def make_negatives(run: str | Path, queries: str | Path, collection: str | Path, qrels: str | Path,
                    out: str | Path, *, n: int, seed: int, depth: int, round_: int, query_fraction: float = 1.0,
-                   previous: str | Path | None = None) -> dict:
+                   query_selection: str = "random", previous: str | Path | None = None) -> dict:
     """One round's negatives file from a run: a TREC file (BM25) or int32 rows (``.npy``, dense)."""
     qids, pids = read_ids(queries, "qid"), read_ids(collection, "pid")
     rows = load_rows(run) if str(run).endswith(".npy") else read_trec_rows(run, qids, pids, depth)
@@ -210,6 +224,7 @@ def make_negatives(run: str | Path, queries: str | Path, collection: str | Path,
         raise InputError(run, f"has {len(rows)} query rows, {queries} has {len(qids)} queries")
     before = Negatives.read(previous, qids, pids) if previous else None
     negatives, stats = mine(rows, qids.to_pylist(), Judged.read(qrels, qids, pids), n=n, seed=seed, depth=depth,
-                            round_=round_, query_fraction=query_fraction, previous=before, n_docs=len(pids))
+                            round_=round_, query_fraction=query_fraction, query_selection=query_selection,
+                            previous=before, n_docs=len(pids))
     write_negatives(negatives.to_table(qids, pids), out)
     return stats

@@ -1,11 +1,16 @@
 """Install the repo's SLURM profile as a user profile, so that `snakemake --profile slurm` works.
 
-Snakemake looks a bare profile name up in ./<name>, ~/.config/snakemake/<name> and
-/etc/xdg/snakemake/<name>. This writes ~/.config/snakemake/<name>/config.yaml: the repo's
-profiles/slurm/config.yaml plus your site's values (account, partition, GPU model, QoS),
-which therefore never enter the repository. Opt-in and explicit:
+Snakemake looks a bare profile name up in ./<name> (the working directory first),
+~/.config/snakemake/<name> and /etc/xdg/snakemake/<name>. This writes
+~/.config/snakemake/<name>/config.yaml: the repo's profiles/slurm/config.yaml plus your site's
+values (account, partitions, GPU model, QoS), which therefore never enter the repository.
+Opt-in and explicit:
 
-    python -m anceflow.profile install --account myproj --partition gpu --gpu-model a100
+    python -m anceflow.profile install --account myproj --partition gpu --cpu-partition cpu --gpu-model a100
+
+``--partition`` is where GPU jobs go (and every job, without ``--cpu-partition``);
+``--cpu-partition`` sends the jobs that use no GPU (preparation, tokenization, BM25, mining,
+evaluation) to a CPU partition instead.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from pathlib import Path
 import yaml
 
 REPO_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "slurm" / "config.yaml"
-GPU_RULES = ("train", "encode_corpus", "encode_queries", "build_index", "dense_search")
+
+
+def gpu_rules(profile: dict) -> list[str]:
+    """The rules the profile gives a GPU."""
+    return [rule for rule, res in profile.get("set-resources", {}).items() if res.get("gpu")]
 
 
 def user_profile_dir(name: str = "slurm") -> Path:
@@ -27,20 +36,26 @@ def user_profile_dir(name: str = "slurm") -> Path:
 
 
 def site_profile(account: str | None = None, partition: str | None = None, gpu_model: str | None = None,
-                 qos: str | None = None) -> dict:
+                 qos: str | None = None, cpu_partition: str | None = None) -> dict:
     """The repo profile with the site's values added."""
     profile = yaml.safe_load(REPO_PROFILE.read_text())
     defaults = profile.setdefault("default-resources", {})
+    gpus = gpu_rules(profile)
     if account:
         defaults["slurm_account"] = account
     else:
         profile["slurm-no-account"] = True
-    if partition:
+    if cpu_partition:
+        defaults["slurm_partition"] = cpu_partition
+        if partition:
+            for rule in gpus:
+                profile["set-resources"][rule]["slurm_partition"] = partition
+    elif partition:
         defaults["slurm_partition"] = partition
     if qos:
         profile["slurm-qos"] = qos
     if gpu_model:
-        for rule in GPU_RULES:
+        for rule in gpus:
             profile["set-resources"][rule]["gpu_model"] = gpu_model
     return profile
 
@@ -64,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     inst = sub.add_parser("install", help="write ~/.config/snakemake/<name>/config.yaml")
     inst.add_argument("--name", default="slurm")
     inst.add_argument("--account")
-    inst.add_argument("--partition")
+    inst.add_argument("--partition", help="partition of the GPU jobs (of all jobs without --cpu-partition)")
+    inst.add_argument("--cpu-partition", help="partition of the jobs that use no GPU")
     inst.add_argument("--gpu-model")
     inst.add_argument("--qos")
     inst.add_argument("--force", action="store_true")
     args = ap.parse_args(argv)
     try:
         path = install(args.name, args.force, account=args.account, partition=args.partition,
-                       gpu_model=args.gpu_model, qos=args.qos)
+                       gpu_model=args.gpu_model, qos=args.qos, cpu_partition=args.cpu_partition)
     except FileExistsError as err:
         print(err, file=sys.stderr)
         return 1

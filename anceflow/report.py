@@ -30,9 +30,16 @@ def save_png(fig, out_png: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_metrics(metrics_tsv: str | Path, out_png: str | Path) -> None:
-    """One panel per (split, metric): the rounds as a line, BM25 and zero-shot as horizontal lines."""
+def full_ranking(metrics_tsv: str | Path) -> pd.DataFrame:
+    """The rows of metrics.tsv that rank the whole collection (not reranked candidate lists)."""
     df = pd.read_csv(metrics_tsv, sep="\t", dtype={"split": str})
+    return (df[df["ranking"] == "full"] if "ranking" in df else df).copy()
+
+
+def plot_metrics(metrics_tsv: str | Path, out_png: str | Path) -> None:
+    """One panel per (split, metric): the rounds as a line; BM25, zero-shot and the BM25-negative
+    control (as long as all rounds) as horizontal lines."""
+    df = full_ranking(metrics_tsv)
     df["round"] = df["system"].map(round_number)
     splits = list(dict.fromkeys(df["split"]))
     fig, axes = plt.subplots(len(splits), len(PLOTTED), figsize=(4 * len(PLOTTED), 3.2 * len(splits)), squeeze=False)
@@ -42,11 +49,11 @@ def plot_metrics(metrics_tsv: str | Path, out_png: str | Path) -> None:
         for j, metric in enumerate(PLOTTED):
             ax = axes[i][j]
             ax.plot(rounds["round"].astype(int), rounds[metric], marker="o", label="ANCE rounds")
-            for system, style in (("bm25", "--"), ("zeroshot", ":")):
+            for system, style, color in (("bm25", "--", "gray"), ("zeroshot", ":", "black"),
+                                         ("bm25neg", "-.", "tab:red")):
                 row = part[part["system"] == system]
                 if len(row):
-                    ax.axhline(float(row[metric].iloc[0]), linestyle=style, color="gray" if system == "bm25" else "black",
-                               label=system)
+                    ax.axhline(float(row[metric].iloc[0]), linestyle=style, color=color, label=system)
             ax.set_title(f"{metric} ({split})")
             ax.set_xlabel("round (0 = warmup)")
             ax.set_xticks(rounds["round"].astype(int).tolist())
@@ -56,15 +63,20 @@ def plot_metrics(metrics_tsv: str | Path, out_png: str | Path) -> None:
 
 
 def plot_losses(log_csvs: list[str | Path], out_png: str | Path) -> None:
-    """Training loss of every round against the cumulative step."""
+    """Training loss of every round against the cumulative step (the bm25neg control starts where
+    round 0 ends, as round 1 does)."""
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    offset = 0
+    offset, warmup_end = 0, 0
     for path in log_csvs:
         log = pd.read_csv(path)
         name = Path(path).name.split(".")[0]
         if len(log):
-            ax.plot(log["step"] + offset, log["loss"], label=name, linewidth=1)
-            offset += int(log["step"].max())
+            start = warmup_end if name == "bm25neg" else offset
+            ax.plot(log["step"] + start, log["loss"], label=name, linewidth=1)
+            if name != "bm25neg":
+                offset += int(log["step"].max())
+            if name == "round-0":
+                warmup_end = offset
     ax.set_xlabel("step (rounds one after another)")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
@@ -75,7 +87,7 @@ def plot_losses(log_csvs: list[str | Path], out_png: str | Path) -> None:
 
 def rounds_table(stats_jsons: list[str | Path], log_csvs: list[str | Path], metrics_tsv: str | Path) -> pd.DataFrame:
     """One row per round: its mining diagnostics, final training loss, and eval metrics."""
-    metrics = pd.read_csv(metrics_tsv, sep="\t", dtype={"split": str})
+    metrics = full_ranking(metrics_tsv)
     rows = []
     for stats_path, log_path in zip(stats_jsons, log_csvs):
         stats = json.loads(Path(stats_path).read_text())

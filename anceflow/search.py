@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -43,6 +42,7 @@ from tqdm.auto import tqdm
 from anceflow.index import open_shard, shard_shapes, aggregate_max, gpu_available, load_index, search
 from anceflow.io import atomic_path
 from anceflow.runs import save_rows
+from anceflow.tokenize import corpus_documents
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ class Split:
     """One query split to search: its vectors, how deep, and where the result goes.
 
     ``out`` ending in ``.npy`` gets int32 collection rows ``[queries, depth]`` (mining), any
-    other name a TREC run (evaluation).
+    other name a TREC run (evaluation). With ``candidates`` (a prepared candidates parquet, e.g.
+    MS MARCO's top1000.dev) the split is reranked: each query's candidates scored with the same
+    inner product, nothing else (the paper's "rerank" column).
     """
 
     name: str
@@ -70,6 +72,7 @@ class Split:
     query_rows: str | Path
     depth: int
     out: str | Path
+    candidates: str | Path | None = None   # set: rerank this candidate list (qid, pid, rank) instead
     scores: np.ndarray | None = field(default=None, repr=False)
     docs: np.ndarray | None = field(default=None, repr=False)
 
@@ -237,6 +240,55 @@ def to_documents(scores: np.ndarray, rows: np.ndarray, row_to_doc: np.ndarray | 
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+class ShardRows:
+    """Random access to rows of the concatenated shards (memory-mapped), a sorted gather per shard."""
+
+    def __init__(self, shards: Sequence):
+        self.arrays = [open_shard(s) for s in shards]
+        self.starts = np.cumsum([0] + [len(a) for a in self.arrays])
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.arrays[0].shape[1]), dtype=np.float32)
+        order = np.argsort(rows, kind="stable")
+        shard = np.searchsorted(self.starts, rows[order], side="right") - 1
+        for i, array in enumerate(self.arrays):
+            pick = order[shard == i]
+            out[pick] = array[rows[pick] - self.starts[i]]
+        return out
+
+
+def rerank_candidates(shards: Sequence, queries: np.ndarray, query_rows: str | Path, candidates: str | Path,
+                      collection_pids, doc_rows: np.ndarray, *, batch_pairs: int = 1 << 17
+                      ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Score each query's candidate documents by inner product (MaxP: a document's best chunk).
+
+    Returns per query with candidates ``(qid, scores, docs)`` by decreasing score (ties: the
+    candidate list's order). Vectors are gathered from the shards ``batch_pairs`` pairs at a time.
+    """
+    from anceflow.runs import lookup
+
+    table = pq.read_table(candidates, columns=["qid", "pid", "rank"]).sort_by([("qid", "ascending"),
+                                                                               ("rank", "ascending")])
+    qids = pq.read_table(query_rows, columns=["qid"]).column("qid").combine_chunks()
+    q = lookup(table.column("qid").combine_chunks(), qids, what="qid", source=candidates, where="the split's queries")
+    d = lookup(table.column("pid").combine_chunks(), collection_pids, what="pid", source=candidates,
+               where="the collection")
+    vectors, chunks = ShardRows(shards), doc_rows[d]                     # [pairs, C] token rows, -1 = none
+    scores = np.full(chunks.shape, -np.inf, dtype=np.float32)
+    flat = np.flatnonzero(chunks.ravel() >= 0)
+    for start in range(0, len(flat), batch_pairs):
+        cell = flat[start:start + batch_pairs]
+        pair, rows = cell // chunks.shape[1], chunks.ravel()[cell]
+        scores.ravel()[cell] = np.einsum("ij,ij->i", np.asarray(queries[q[pair]], dtype=np.float32), vectors[rows])
+    best = scores.max(axis=1)
+    out = []
+    bounds = np.flatnonzero(np.r_[True, q[1:] != q[:-1], True])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        order = np.argsort(-best[a:b], kind="stable")
+        out.append((qids[int(q[a])].as_py(), best[a:b][order], d[a:b][order]))
+    return out
+
+
 def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_rows: str | Path,
                collection: str | Path, tag: str, chunks: int = 1, index_path: str | Path | None = None,
                nprobe: int | None = None, ef_search: int | None = None, use_gpu="auto", max_cpu_hours: float = 2.0,
@@ -250,6 +302,8 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
         torch.set_num_threads(threads)
     pids = pq.read_table(collection, columns=["pid"]).column("pid").combine_chunks()
     row_to_doc = pq.read_table(corpus_rows, columns=["doc"]).column("doc").to_numpy() if chunks > 1 else None
+    reranks = [s for s in splits if s.candidates is not None]
+    splits = [s for s in splits if s.candidates is None]
     vectors = [np.load(s.queries, mmap_mode="r") for s in splits]
     rows, dim = shard_shapes(shards)
     n_rows = sum(rows)
@@ -274,11 +328,15 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
         gpu_faiss = device.type == "cuda" and gpu_available()
         found = [None] * len(splits)
         if gpu_faiss and any(k <= FAISS_GPU_MAX_K for k in ks):
-            flat = FaissGpuFlat(shards, progress=progress)
-            for i, (v, k) in enumerate(zip(vectors, ks)):
-                if k <= FAISS_GPU_MAX_K:
-                    found[i] = flat.search(np.asarray(v, dtype=np.float32), k)
-            del flat
+            try:
+                flat = FaissGpuFlat(shards, progress=progress)
+                for i, (v, k) in enumerate(zip(vectors, ks)):
+                    if k <= FAISS_GPU_MAX_K:
+                        found[i] = flat.search(np.asarray(v, dtype=np.float32), k)
+                del flat
+            except RuntimeError as err:  # e.g. a faiss-gpu build without kernels for this GPU's architecture
+                log.warning("faiss-gpu failed (%s); exact search in torch instead", err)
+                gpu_faiss, found = False, [None] * len(splits)
         rest = [i for i in range(len(splits)) if found[i] is None]
         if rest:
             if gpu_faiss:
@@ -299,5 +357,16 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
             write_trec(split.out, qids, pids, scores, docs, tag)
         split.scores, split.docs = scores, docs
         stats["splits"][split.name] = {"queries": len(qids), "depth": split.depth, "searched_rows": k}
+    if reranks:
+        doc_rows = corpus_documents(str(corpus_rows).removesuffix(".rows.parquet"))[1]
+        for split in reranks:
+            ranked = rerank_candidates(shards, np.load(split.queries, mmap_mode="r"), split.query_rows,
+                                       split.candidates, pids, doc_rows)
+            with atomic_path(split.out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+                for qid, scores, docs in ranked:
+                    names = pids.take(pa.array(docs)).to_pylist()
+                    fh.writelines(f"{qid} Q0 {n} {r} {v:.6f} {tag}\n" for r, (n, v) in enumerate(zip(names, scores.tolist()), 1))
+            stats["splits"][f"{split.name} (rerank)"] = {"queries": len(ranked),
+                                                         "candidates": int(sum(len(d) for _, _, d in ranked))}
     log.info("searched with %s: %s", how, stats)
     return stats

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from anceflow.io import atomic_path
-from anceflow.models import load_tokenizer
+from anceflow.model_source import load_tokenizer
 from anceflow.prepare import iter_documents
 
 HEADER_BYTES = 128  # fixed .npy header size, so the final length can be written in place
@@ -83,6 +83,19 @@ class TokenTable:
 
     def row(self, r: int) -> np.ndarray:
         return np.asarray(self.tokens[self.offsets[r] : self.offsets[r + 1]])
+
+
+def corpus_documents(corpus_prefix: str | Path) -> tuple[pa.Array, np.ndarray]:
+    """The pids in collection order and each document's token rows ``[documents, chunks]``
+    (-1 where a MaxP document has fewer chunks; one column for FirstP, where row = document)."""
+    table = pq.read_table(f"{corpus_prefix}.rows.parquet")
+    row = table.column("row").to_numpy()
+    if "chunk" not in table.column_names:
+        return table.column("pid").combine_chunks(), row[:, None]
+    doc, chunk = table.column("doc").to_numpy(), table.column("chunk").to_numpy()
+    doc_rows = np.full((int(doc.max()) + 1, int(chunk.max()) + 1), -1, dtype=np.int64)
+    doc_rows[doc, chunk] = row
+    return table.column("pid").filter(pa.array(chunk == 0)).combine_chunks(), doc_rows
 
 
 def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
@@ -148,13 +161,20 @@ def _tokenize_table(batches, n_rows, tokenizer, max_len, chunks, prefix: Path, i
 
 
 def tokenize_corpus(collection: str | Path, prefix: str | Path, tokenizer_name: str, *, max_len: int,
-                    chunks: int = 1, batch_size: int = 2048, progress: bool = True) -> dict:
-    """Tokenize ``collection.parquet`` (FirstP when chunks == 1, else MaxP)."""
+                    chunks: int = 1, batch_size: int = 2048, field_separator: str = "space",
+                    progress: bool = True) -> dict:
+    """Tokenize ``collection.parquet`` (FirstP when chunks == 1, else MaxP). ``field_separator``
+    joins url, title and body: ``space``, or ``sep_token`` (``url </s> title </s> body`` for
+    RoBERTa, as the ANCE reference's document preprocessing)."""
     tokenizer = load_tokenizer(tokenizer_name)
+    if field_separator not in ("space", "sep_token"):
+        raise ValueError(f"field_separator must be 'space' or 'sep_token', not {field_separator!r}")
+    separator = f" {tokenizer.sep_token} " if field_separator == "sep_token" else " "
     n_docs = pq.ParquetFile(collection).metadata.num_rows
-    stats = _tokenize_table(iter_documents(collection, batch_size), n_docs, tokenizer, max_len, chunks, Path(prefix), "pid",
-                            "tokenize corpus", progress)
-    return {"tokenizer": tokenizer_name, "max_len": max_len, "chunks": chunks, **stats}
+    stats = _tokenize_table(iter_documents(collection, batch_size, separator), n_docs, tokenizer, max_len, chunks,
+                            Path(prefix), "pid", "tokenize corpus", progress)
+    return {"tokenizer": tokenizer_name, "max_len": max_len, "chunks": chunks, "field_separator": field_separator,
+            **stats}
 
 
 def tokenize_queries(queries: str | Path, prefix: str | Path, tokenizer_name: str, *, max_len: int,

@@ -32,19 +32,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from anceflow.digest import source_digest
 from anceflow.encode import autocast, pad_batch, pad_multiple, resolve_precision, to_device
-from anceflow.errors import INTERRUPTED_EXIT, InputError
+from anceflow.errors import INTERRUPTED_EXIT
 from anceflow.io import atomic_path
 from anceflow.model import load_dual_encoder, load_tokenizer
 from anceflow.negatives import Negatives
 from anceflow.optim import build_optimizer, build_scheduler
-from anceflow.tokenize import TokenTable
+from anceflow.tokenize import TokenTable, corpus_documents
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ["step", "loss", "lr", "examples_per_s", "elapsed_s"]
@@ -69,7 +69,15 @@ class TrainSettings:
     optimizer: str = "adamw"
     lr: float = 2e-5
     weight_decay: float = 0.01
+    eps: float | None = None               # None: 1e-8 for AdamW, 1e-6 for LAMB
+    lamb_bias_correction: bool = True
+    lamb_max_weight_norm: float | None = None
     warmup_ratio: float = 0.1
+    # One schedule across ANCE rounds (the reference's --single_warmup): warmup and total steps of
+    # that schedule, and this job's first step in it. None: this job's own warmup_ratio schedule.
+    schedule_warmup: int | None = None
+    schedule_total: int | None = None
+    schedule_offset: int = 0
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     precision: str = "auto"
@@ -84,12 +92,14 @@ class TrainSettings:
     tensorboard_dir: str | None = None
 
     def fingerprint(self) -> str:
-        """Identifies what the training computes: its settings and its inputs' versions."""
+        """Identifies what the training computes: its settings, its inputs' versions and the
+        training code (a state saved before a code edit is not resumed)."""
         stable = {k: v for k, v in asdict(self).items() if k not in ("save_every", "log_every", "threads",
                                                                      "tensorboard_dir", "state_dir")}
         for key in ("init", "negatives", "query_tokens", "corpus_tokens", "init_optimizer"):
             if stable.get(key):
                 stable[key + "_version"] = _version(stable[key])
+        stable["code"] = source_digest()
         return hashlib.sha1(json.dumps(stable, sort_keys=True).encode()).hexdigest()
 
 
@@ -98,19 +108,6 @@ def _version(path: str) -> list:
     p = Path(path)
     files = sorted(p.rglob("*")) if p.is_dir() else sorted(p.parent.glob(p.name + ".*"))
     return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
-
-
-def corpus_documents(corpus_prefix: str | Path) -> tuple[pa.Array, np.ndarray]:
-    """The pids in collection order and each document's token rows ``[documents, chunks]``
-    (-1 where a MaxP document has fewer chunks; one column for FirstP, where row = document)."""
-    table = pq.read_table(f"{corpus_prefix}.rows.parquet")
-    row = table.column("row").to_numpy()
-    if "chunk" not in table.column_names:
-        return table.column("pid").combine_chunks(), row[:, None]
-    doc, chunk = table.column("doc").to_numpy(), table.column("chunk").to_numpy()
-    doc_rows = np.full((int(doc.max()) + 1, int(chunk.max()) + 1), -1, dtype=np.int64)
-    doc_rows[doc, chunk] = row
-    return table.column("pid").filter(pa.array(chunk == 0)).combine_chunks(), doc_rows
 
 
 def build_examples(negatives: str | Path, query_prefix: str | Path, corpus_prefix: str | Path, k: int) -> np.ndarray:
@@ -171,16 +168,45 @@ class TrainingData:
         return self.examples[order[b * batch_size : (b + 1) * batch_size]]
 
 
-def contrastive_loss(q: torch.Tensor, d: torch.Tensor, n_docs: int, in_batch: bool, temperature: float) -> torch.Tensor:
-    """Cross-entropy of each query's positive (its first doc) against its negatives [and the batch's docs]."""
-    d = d.view(q.shape[0], n_docs, -1)
-    if in_batch:
-        scores = q @ d.reshape(-1, d.shape[-1]).T
-        target = torch.arange(q.shape[0], device=q.device) * n_docs
+def contrastive_loss(q: torch.Tensor, d: torch.Tensor, n_docs: int, in_batch: bool, temperature: float,
+                     chunk_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of each query's positive (its first doc) against its negatives [and the batch's docs].
+
+    MaxP (``chunk_mask`` ``[B * n_docs, C]``, True for a document's real chunks): ``d`` holds
+    ``C`` vectors per document and a document scores its best real chunk, as in the reference
+    (microsoft/ANCE ``NLL_MultiChunk``); padded chunks never count.
+    """
+    b = q.shape[0]
+    if chunk_mask is None:
+        d = d.view(b, n_docs, -1)
+        if in_batch:
+            scores = q @ d.reshape(-1, d.shape[-1]).T
+        else:
+            scores = torch.einsum("bh,bnh->bn", q, d)
     else:
-        scores = torch.einsum("bh,bnh->bn", q, d)
-        target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+        chunks = chunk_mask.shape[1]
+        if in_batch:
+            scores = (q @ d.T).view(b, b * n_docs, chunks)
+            mask = chunk_mask.view(1, b * n_docs, chunks)
+        else:
+            scores = torch.einsum("bh,bnch->bnc", q, d.view(b, n_docs, chunks, -1))
+            mask = chunk_mask.view(b, n_docs, chunks)
+        scores = scores.masked_fill(~mask, float("-inf")).amax(dim=-1)
+    target = (torch.arange(b, device=q.device) * n_docs if in_batch
+              else torch.zeros(b, dtype=torch.long, device=q.device))
     return torch.nn.functional.cross_entropy(scores.float() / temperature, target)
+
+
+def document_batch(data: "TrainingData", docs: np.ndarray, pad_id: int, multiple: int):
+    """Padded token rows of ``docs`` (collection rows): their first rows for FirstP; for MaxP every
+    chunk, as ``[len(docs) * C]`` rows (padding rows for missing chunks) plus the chunk mask."""
+    rows = data.doc_rows[docs]
+    if rows.shape[1] == 1:
+        return (*pad_batch(data.corpus, rows[:, 0], pad_id, multiple), None)
+    mask = rows >= 0
+    # A missing chunk encodes the document's first chunk again (a valid row), masked out of the scores.
+    ids, att = pad_batch(data.corpus, np.where(mask, rows, rows[:, :1]).reshape(-1), pad_id, multiple)
+    return ids, att, torch.from_numpy(mask)
 
 
 class _StopFlag:
@@ -254,15 +280,17 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
     if s.epochs:
         s.steps = max(1, math.ceil(s.epochs * len(data) / (s.batch_size * s.grad_accum)))
         log.info("%s epochs over %d examples = %d steps", s.epochs, len(data), s.steps)
-    optimizer = build_optimizer(model, s.optimizer, s.lr, s.weight_decay)
-    scheduler = build_scheduler(optimizer, int(s.warmup_ratio * s.steps), s.steps)
+    optimizer = build_optimizer(model, s.optimizer, s.lr, s.weight_decay, eps=s.eps,
+                                lamb_bias_correction=s.lamb_bias_correction,
+                                lamb_max_weight_norm=s.lamb_max_weight_norm)
+    scheduler = _scheduler(optimizer, s)
     precision = resolve_precision(device, s.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     state_dir = Path(s.state_dir)
     state_file = state_dir / "state.pt"
     fingerprint = s.fingerprint()
-    start_step, rows = 0, []
+    start_step, rows, resumed = 0, [], False
     if state_file.exists():
         state = torch.load(state_file, map_location=device, weights_only=False)
         if state["fingerprint"] == fingerprint:
@@ -271,17 +299,18 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
             scheduler.load_state_dict(state["scheduler"])
             scaler.load_state_dict(state["scaler"])
             _set_rng_state(state["rng"])
-            start_step, rows = state["step"], state["log"]
+            start_step, rows, resumed = state["step"], state["log"], True
             log.info("resuming from step %d of %d (%s, saved on %s)", start_step, s.steps, state_file,
                      state.get("reason", "periodic"))
         else:
-            log.warning("ignoring %s: it was saved for other inputs or settings; starting over", state_file)
-    elif s.init_optimizer and Path(s.init_optimizer).exists():
+            log.warning("ignoring %s: it was saved for other inputs, settings or code; starting over", state_file)
+    if not resumed and s.init_optimizer:
         # ANCE rounds may carry the previous round's optimizer moments over.
         optimizer.load_state_dict(torch.load(s.init_optimizer, map_location=device, weights_only=False))
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] = s.lr
-        scheduler = build_scheduler(optimizer, int(s.warmup_ratio * s.steps), s.steps)
+        scheduler = _scheduler(optimizer, s)
+        log.info("optimizer state carried over from %s", s.init_optimizer)
 
     net = model
     if world > 1:
@@ -311,9 +340,7 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
             for a in range(s.grad_accum):
                 batch = data.micro_batch(step * s.grad_accum + a, s.batch_size)[rank::world]
                 q_ids, q_mask = pad_batch(data.queries, batch[:, 0], pad_id, pad_multiple(device))
-                # Each document's first token row (MaxP trains on first chunks, see README).
-                d_ids, d_mask = pad_batch(data.corpus, data.doc_rows[batch[:, 1:].reshape(-1), 0], pad_id,
-                                          pad_multiple(device))
+                d_ids, d_mask, chunk_mask = document_batch(data, batch[:, 1:].reshape(-1), pad_id, pad_multiple(device))
                 sync = world == 1 or a == s.grad_accum - 1
                 ctx = contextlib.nullcontext() if sync else net.no_sync()
                 with ctx:
@@ -321,7 +348,8 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
                         q, d = net(*(to_device(t, device) for t in (q_ids, q_mask, d_ids, d_mask)))
                     # Scores in fp32: with ANCE's dot product they reach the hundreds, where bf16
                     # cannot tell a positive from a negative a few points below it.
-                    loss = contrastive_loss(q.float(), d.float(), n_docs, s.in_batch_negatives, temperature) / s.grad_accum
+                    loss = contrastive_loss(q.float(), d.float(), n_docs, s.in_batch_negatives, temperature,
+                                            None if chunk_mask is None else chunk_mask.to(device)) / s.grad_accum
                 scaler.scale(loss).backward()
                 total_loss += loss.detach()
                 window_examples += len(batch) * world
@@ -379,6 +407,14 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
     return summary
 
 
+def _scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings):
+    """This job's learning-rate schedule: its own warmup and decay over ``s.steps``, or its stretch
+    (from ``schedule_offset``) of one schedule that spans every ANCE round."""
+    if s.schedule_total is None:
+        return build_scheduler(optimizer, int(s.warmup_ratio * s.steps), s.steps)
+    return build_scheduler(optimizer, s.schedule_warmup or 0, s.schedule_total, offset=s.schedule_offset)
+
+
 def _training_data(s: TrainSettings, rank: int, world: int) -> TrainingData:
     """The examples, built once per job: under DDP rank 0 builds them into the state folder and
     the other ranks memory-map that file instead of each repeating the work."""
@@ -403,10 +439,23 @@ def _tensorboard(folder: str | None):
     return SummaryWriter(folder)
 
 
-def launch(s: TrainSettings, *, log_path: str | None = None) -> dict:
-    """Train in this process, or, when this job has several GPUs, one process per GPU via torchrun.
+def _free_port() -> int:
+    import socket
 
-    ``ANCEFLOW_NPROC`` overrides the process count (e.g. to test DDP on CPU with gloo).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(s: TrainSettings, *, log_path: str | None = None) -> dict:
+    """Train in this process, or, when this job has several GPUs, one process per GPU (DDP).
+
+    The worker processes are started here (what torchrun's standalone mode sets up: rank, world
+    size, a local rendezvous), not by torchrun, so that SIGTERM (SLURM's warning before the time
+    limit) reaches every worker, each saves at the same step and exits 143, this process waits
+    for all of them however long saving takes, and exits 143 itself; if a worker fails, the
+    others are stopped. ``ANCEFLOW_NPROC`` overrides the process count (e.g. to test DDP on CPU
+    with gloo).
     """
     nproc = int(os.environ.get("ANCEFLOW_NPROC", torch.cuda.device_count() or 1))
     if nproc <= 1 or "WORLD_SIZE" in os.environ:
@@ -415,14 +464,47 @@ def launch(s: TrainSettings, *, log_path: str | None = None) -> dict:
     settings_file = Path(s.state_dir) / "settings.json"
     settings_file.write_text(json.dumps(asdict(s), indent=1))
     package_root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "anceflow.train", str(settings_file)]
-    log.info("launching %s", " ".join(cmd))
+    base = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
+            "LOCAL_WORLD_SIZE": str(nproc)}
+    cmd = [sys.executable, "-m", "anceflow.train", str(settings_file)]
+    log.info("launching %d processes: %s", nproc, " ".join(cmd))
+    stopping = []
+
+    def forward(signum, frame):
+        stopping.append(signum)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+
     with open(log_path, "a") if log_path else contextlib.nullcontext(None) as out:
-        proc = subprocess.run(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if out else None)
-    if proc.returncode != 0:
-        raise SystemExit(proc.returncode)
+        procs = [subprocess.Popen(cmd, env={**base, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=out,
+                                  stderr=subprocess.STDOUT if out else None) for r in range(nproc)]
+        previous = signal.signal(signal.SIGTERM, forward)
+        kill_at = None
+        try:
+            while any(p.poll() is None for p in procs):
+                failed = [p.returncode for p in procs if p.returncode not in (None, 0, INTERRUPTED_EXIT)]
+                if failed and kill_at is None:  # a crashed worker: the others would wait for it forever
+                    log.error("a training process failed (exit %s); stopping the others", failed[0])
+                    forward(signal.SIGTERM, None)
+                    kill_at = time.time() + 60  # stuck in a collective, they may never reach a step boundary
+                if kill_at is not None and time.time() > kill_at:
+                    for proc in procs:
+                        if proc.poll() is None:
+                            proc.kill()
+                time.sleep(0.2)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            for proc in procs:
+                if proc.poll() is None:  # only if this process itself is being torn down
+                    proc.kill()
+    codes = [p.returncode for p in procs]
+    failed = [c for c in codes if c not in (0, INTERRUPTED_EXIT)]
+    if failed:
+        raise SystemExit(failed[0] if failed[0] > 0 else 1)
+    if INTERRUPTED_EXIT in codes:
+        raise SystemExit(INTERRUPTED_EXIT)
     return {"processes": nproc, "steps": s.steps}
 
 

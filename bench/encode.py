@@ -71,7 +71,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from sentence_transformers import SentenceTransformer
 
-    from anceflow.models import resolve_model_path
+    from anceflow.model_source import resolve_model_path
 
     texts = read_texts(Path(args.collection), args.limit)
     st = SentenceTransformer(resolve_model_path(MODEL), device="cpu")

@@ -1,9 +1,11 @@
 """ANCE rounds on SciFact with all-MiniLM-L6-v2: the dev table per system and the wall time per stage.
 
-Runs the whole workflow (target `all`: BM25, zeroshot, warmup, `ance.rounds` rounds, report) with
-bench/configs/scifact-minilm.yaml and prints NDCG@10, MRR@10, R@100 and hole@10 for bm25,
-zeroshot and every round, the per-round mining diagnostics, and the wall time of each stage summed
-over its jobs (from Snakemake's benchmark files). Figures are reported as measured.
+Runs the whole workflow (target `all`: BM25, zeroshot, warmup, `ance.rounds` rounds, the bm25neg
+control, report) with bench/configs/scifact-minilm.yaml and prints NDCG@10, MRR@10, R@100 and
+hole@10 for bm25, zeroshot, every round and bm25neg (round 0 continued on BM25 negatives for as
+many steps as all rounds: does mining beat training as long?), the per-round mining diagnostics,
+and the wall time of each stage summed over its jobs (from Snakemake's benchmark files).
+Figures are reported as measured, and recorded in BENCHMARKS.md.
 
     python bench/rounds_scifact.py [--config bench/configs/scifact-minilm.yaml]
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import parse_args, run_targets  # noqa: E402 (bench/ is on sys.path when run as a script)
+from common import Figures, parse_args, run_targets  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
 def stage_times(res: Path) -> pd.DataFrame:
@@ -36,14 +38,24 @@ def main() -> int:
     res = run_targets(args, "all")
     wall = time.time() - t0
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
-    dev = metrics[metrics["split"] == "dev"][["system", "ndcg@10", "mrr@10", "recall@100", "hole@10"]]
-    print("SciFact dev (300 queries):")
-    print(dev.to_string(index=False))
-    print("\nper round (mining diagnostics, final loss):")
-    print(pd.read_csv(res / "report/rounds.tsv", sep="\t").to_string(index=False))
-    print("\nwall time per stage (all jobs of the stage, including earlier runs kept by Snakemake):")
-    print(stage_times(res).to_string(index=False))
-    print(f"\nthis invocation: {wall:.0f} s")
+    dev = metrics[(metrics["split"] == "dev") & (metrics.get("ranking", "full") == "full")]
+    out = Figures("rounds-scifact", "ANCE rounds on SciFact (all-MiniLM-L6-v2, CPU)")
+    out("SciFact dev (300 queries):")
+    for line in dev[["system", "ndcg@10", "mrr@10", "recall@100", "hole@10"]].to_string(index=False).splitlines():
+        out(line)
+    last = dev[dev["system"].str.fullmatch(r"round-\d+")].iloc[-1]
+    control = dev[dev["system"] == "bm25neg"]
+    if len(control):
+        gain = last["ndcg@10"] - control["ndcg@10"].iloc[0]
+        out(f"\n{last['system']} (refreshed negatives) - bm25neg (BM25 negatives, same steps): nDCG@10 {gain:+.4f}")
+    out("\nper round (mining diagnostics, final loss):")
+    for line in pd.read_csv(res / "report/rounds.tsv", sep="\t").to_string(index=False).splitlines():
+        out(line)
+    out("\nwall time per stage (all jobs of the stage, including earlier runs kept by Snakemake):")
+    for line in stage_times(res).to_string(index=False).splitlines():
+        out(line)
+    out(f"\nthis invocation: {wall:.0f} s")
+    out.record(args)
     return 0
 
 

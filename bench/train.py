@@ -1,16 +1,22 @@
-"""Training speed: anceflow's trainer vs a plain reference loop on the same model, batches and negatives.
+"""Training speed: anceflow's trainer vs sentence-transformers' trainer, same model, examples and batches.
 
-Warmup (round-0) training on SciFact's train split with all-MiniLM-L6-v2, the bench config's
-settings (batch 16, one BM25 negative per example, max length 256, AdamW, fp32 on CPU):
+Warmup (round-0) training on SciFact's train split with all-MiniLM-L6-v2 (mean pooling, cosine),
+batches of 16 x (query, positive, 1 BM25 hard negative), the same threads and steps:
 
-- ours: ``anceflow.train.train`` on the workflow's tokenized data and BM25 negatives;
-- reference: the loop a user would write: the tokenizer on the raw texts of each batch,
-  ``AutoModel``, mean pooling, cosine, cross-entropy over (positive, negatives), AdamW,
-  gradient clipping. It takes the same examples in the same order (TrainingData's seeded
-  order), so both do the same arithmetic.
+- ours: ``anceflow.train.train`` with the pipeline's defaults (``train.precision: auto``) on the
+  workflow's tokenized data and BM25 negatives;
+- sentence-transformers: ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` on
+  (anchor, positive, negative) triples and its defaults otherwise (fp32 on a CPU; its collator
+  tokenizes each batch), on the same examples: the first steps x batch of our order.
 
-Each run is a fresh subprocess (its peak RSS is its own), alternating ours/reference, best of
---repeats. examples/s counts steps after the first --skip (warm-up).
+Two settings: SciFact at length 256 (``bench/configs/scifact-minilm.yaml``, the pipeline's
+default) and at 128 (``scifact-minilm-128.yaml``, passage lengths like MS MARCO's). Each run is
+a fresh subprocess (its peak RSS is its own), alternating ours / theirs, best of --repeats;
+examples/s counts the steps after the first --skip. Everything the runs read is built through
+the workflow first, so this runs in a fresh clone. The last line is
+``train_speedup_vs_sentence_transformers=<ratio>`` at length 256.
+
+``reference_loop`` (a plain PyTorch loop) is what ``bench/gpu.py`` compares against on a GPU.
 
     python bench/train.py [--steps 12] [--skip 2] [--repeats 2]
 """
@@ -26,12 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from common import REPO, Figures, parse_args, results_dir, run_targets
-
-TOKENS = "tokens/all-MiniLM-L6-v2.q256.d256"
-
 
 def steady_rate(step_ends: list[float], examples_per_step: int, skip: int) -> float:
     """Examples/s over the steps after the first ``skip`` (``step_ends``: time at each step's end)."""
@@ -93,52 +97,74 @@ def peak_memory_mb(device: torch.device) -> float:
 
 # ----------------------------------------------------------------------------- SciFact (CPU)
 
-def scifact_batches(res: Path, data, batch_size: int, max_len: int, tokenizer):
-    """Micro-batches of raw texts tokenized per batch, in TrainingData's order."""
+def workflow_inputs(res: Path, max_len: int) -> dict[str, str]:
+    tok = res / f"tokens/all-MiniLM-L6-v2.q{max_len}.d{max_len}"
+    return {"negatives": str(res / "negatives/round-0.parquet"), "init": str(res / "checkpoints/zeroshot"),
+            "query_tokens": str(tok / "queries.train"), "corpus_tokens": str(tok / "corpus")}
+
+
+def st_dataset(res: Path, inputs: dict, n: int):
+    """The first ``n`` examples of our (seeded) order as (anchor, positive, negative) texts."""
+    import datasets
     import pandas as pd
 
-    tok = res / TOKENS
-    q_text = pd.read_parquet(res / "prepared/queries.train.parquet").set_index("qid")["text"]
-    d_text = pd.read_parquet(res / "prepared/collection.parquet").set_index("pid")["text"]
-    q_ids = pd.read_parquet(tok / "queries.train.rows.parquet").sort_values("row")["qid"].tolist()
-    d_ids = pd.read_parquet(tok / "corpus.rows.parquet").sort_values("row")["pid"].tolist()
-    m = 0
-    while True:
-        batch = data.micro_batch(m, batch_size)
-        m += 1
-        queries = [q_text[q_ids[r]] for r in batch[:, 0]]
-        docs = [d_text[d_ids[r]] for r in batch[:, 1:].reshape(-1)]
-        yield (tokenizer(queries, padding=True, truncation=True, max_length=max_len, return_tensors="pt"),
-               tokenizer(docs, padding=True, truncation=True, max_length=max_len, return_tensors="pt"))
+    from anceflow.prepare import iter_documents
+    from anceflow.train import TrainingData
+
+    data = TrainingData.build(inputs["negatives"], inputs["query_tokens"], inputs["corpus_tokens"], 1, 42)
+    q_text = pd.read_parquet(res / "prepared/queries.train.parquet")["text"].tolist()  # row order = token rows
+    d_text = [t for _, texts in iter_documents(res / "prepared/collection.parquet", 50_000) for t in texts]
+    rows = np.concatenate([data.micro_batch(m, 16) for m in range(-(-n // 16))])[:n]
+    return datasets.Dataset.from_dict({"anchor": [q_text[r] for r in rows[:, 0]],
+                                       "positive": [d_text[r] for r in rows[:, 1]],
+                                       "negative": [d_text[r] for r in rows[:, 2]]})
 
 
-def child(which: str, res: Path, steps: int, batch_size: int, threads: int) -> dict:
-    from anceflow.models import resolve_model_path
-    from anceflow.train import TrainingData, TrainSettings, train
-
+def child(which: str, res: Path, steps: int, batch_size: int, threads: int, max_len: int) -> dict:
     torch.set_num_threads(threads)
-    model = "sentence-transformers/all-MiniLM-L6-v2"
-    tok = res / TOKENS
-    device = torch.device("cpu")
+    inputs = workflow_inputs(res, max_len)
     if which == "ours":
+        from anceflow.train import TrainSettings, train
+
         with tempfile.TemporaryDirectory() as tmp:
-            s = TrainSettings(init=str(res / "checkpoints/zeroshot"), negatives=str(res / "negatives/round-0.parquet"),
-                              query_tokens=str(tok / "queries.train"), corpus_tokens=str(tok / "corpus"),
-                              out_dir=f"{tmp}/out", log_csv=f"{tmp}/log.csv", state_dir=f"{tmp}/state", steps=steps,
-                              batch_size=batch_size, negatives_per_example=1, precision="fp32", log_every=1,
+            s = TrainSettings(**inputs, out_dir=f"{tmp}/out", log_csv=f"{tmp}/log.csv", state_dir=f"{tmp}/state",
+                              steps=steps, batch_size=batch_size, negatives_per_example=1, lr=2e-5, log_every=1,
                               save_every=10**9, threads=threads)
             train(s, progress=False)
             ends = ours_step_ends(s.log_csv)
-    else:
-        from transformers import AutoTokenizer
+        return {"ends": ends, "peak_mb": peak_memory_mb(torch.device("cpu"))}
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments, losses)
+    from transformers import TrainerCallback
 
-        path = resolve_model_path(model)
-        data = TrainingData.build(str(res / "negatives/round-0.parquet"), str(tok / "queries.train"), str(tok / "corpus"),
-                            1, 42)
-        batches = scifact_batches(res, data, batch_size, 256, AutoTokenizer.from_pretrained(path))
-        ends = reference_loop(path, batches, steps=steps, n_docs=2, pooling="mean", similarity="cosine", lr=2e-5,
-                              temperature=0.05, device=device)
-    return {"ends": ends, "peak_mb": peak_memory_mb(device)}
+    from anceflow.model_source import resolve_model_path
+
+    model = SentenceTransformer(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"), device="cpu")
+    model.max_seq_length = max_len
+    ends, t0 = [], []
+
+    class StepTimes(TrainerCallback):
+        def on_train_begin(self, *args, **kw):
+            t0.append(time.perf_counter())
+
+        def on_step_end(self, *args, **kw):
+            ends.append(time.perf_counter() - t0[0])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = SentenceTransformerTrainer(
+            model=model, train_dataset=st_dataset(res, inputs, steps * batch_size),
+            loss=losses.MultipleNegativesRankingLoss(model),
+            args=SentenceTransformerTrainingArguments(
+                output_dir=tmp, per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=2e-5,
+                warmup_ratio=0.1, save_strategy="no", report_to=[], logging_steps=10**6, seed=42, use_cpu=True,
+                dataloader_num_workers=0),
+            callbacks=[StepTimes()])
+        trainer.train()
+    return {"ends": ends, "peak_mb": peak_memory_mb(torch.device("cpu"))}
+
+
+SETTINGS = {256: REPO / "bench/configs/scifact-minilm.yaml", 128: REPO / "bench/configs/scifact-minilm-128.yaml"}
+WHO = {"ours": "ours (anceflow, pipeline defaults)", "st": "sentence-transformers trainer (MNRL, defaults)"}
 
 
 def main() -> int:
@@ -148,36 +174,50 @@ def main() -> int:
         ap.add_argument("--batch-size", type=int, default=16)
         ap.add_argument("--threads", type=int, default=torch.get_num_threads())
         ap.add_argument("--repeats", type=int, default=2)
-        ap.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
+        ap.add_argument("--lengths", default="256,128", help="settings to run (256 is the pipeline default)")
+        ap.add_argument("--child", choices=list(WHO), help=argparse.SUPPRESS)
+        ap.add_argument("--max-len", type=int, default=256, help=argparse.SUPPRESS)
 
     args = parse_args(__doc__, extra)
-    res = results_dir(args)
+    lengths = [int(x) for x in args.lengths.split(",")]
     if args.child:
-        print(json.dumps(child(args.child, REPO / res, args.steps, args.batch_size, args.threads)))
+        res = REPO / results_dir(argparse.Namespace(config=str(SETTINGS[args.max_len])))
+        print(json.dumps(child(args.child, res, args.steps, args.batch_size, args.threads, args.max_len)))
         return 0
 
-    # The inputs both loops read: the workflow's prepared, tokenized data, BM25 negatives, start checkpoint.
-    run_targets(args, f"{res}/negatives/round-0.parquet", f"{res}/checkpoints/zeroshot")
-    out = Figures("train", "Training: our step loop vs a plain reference loop (SciFact, MiniLM, CPU)")
-    results = {"ours": [], "reference": []}
-    for _ in range(args.repeats):
-        for which in results:
-            cmd = [sys.executable, __file__, "--child", which, "--config", args.config, "--steps", str(args.steps),
-                   "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-            r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout.splitlines()[-1])
-            results[which].append(r)
-    out(f"warmup training, SciFact train split, all-MiniLM-L6-v2, batch {args.batch_size} x (query, positive, "
-        f"1 BM25 negative), max length 256, fp32, {args.threads} threads; {args.steps} steps, the first {args.skip} "
-        f"not counted; best of {args.repeats}")
-    rate = {}
-    for which, runs in results.items():
-        rates = [steady_rate(r["ends"], args.batch_size, args.skip) for r in runs]
-        rate[which] = max(rates)
-        peak = min(r["peak_mb"] for r in runs)
-        out(f"{which:<10} {rate[which]:6.2f} examples/s  ({', '.join(f'{x:.2f}' for x in rates)})  "
-            f"peak RSS {peak:,.0f} MB")
-    out(f"ours / reference = {rate['ours'] / rate['reference']:.3f}")
+    from anceflow.encode import resolve_precision
+
+    out = Figures("train", "Training: ours vs sentence-transformers' trainer (SciFact, MiniLM, CPU)")
+    out(f"warmup training, SciFact train split, all-MiniLM-L6-v2 (mean, cosine), batch {args.batch_size} x (query, "
+        f"positive, 1 BM25 negative), {args.threads} threads, {args.steps} steps (the first {args.skip} not counted), "
+        f"best of {args.repeats}; ours at precision auto = {resolve_precision(torch.device('cpu'), 'auto')} here")
+    ratios = {}
+    for max_len in lengths:
+        config = argparse.Namespace(config=str(SETTINGS[max_len]), cores=args.cores)
+        res = results_dir(config)
+        tok = f"{res}/tokens/all-MiniLM-L6-v2.q{max_len}.d{max_len}"
+        run_targets(config, f"{res}/negatives/round-0.parquet", f"{res}/checkpoints/zeroshot",
+                    f"{tok}/corpus.tokens.npy", f"{tok}/queries.train.tokens.npy")
+        results = {who: [] for who in WHO}
+        for _ in range(args.repeats):
+            for who in WHO:
+                cmd = [sys.executable, __file__, "--child", who, "--max-len", str(max_len), "--steps", str(args.steps),
+                       "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+                if proc.returncode:
+                    raise SystemExit(f"{who} failed:\n{proc.stderr[-3000:]}")
+                results[who].append(json.loads(proc.stdout.splitlines()[-1]))
+        rate = {}
+        out(f"length {max_len}:")
+        for who, runs in results.items():
+            rates = [steady_rate(r["ends"], args.batch_size, args.skip) for r in runs]
+            rate[who] = max(rates)
+            out(f"  {WHO[who]:<48} {rate[who]:6.2f} examples/s  ({', '.join(f'{x:.2f}' for x in rates)})  "
+                f"peak RSS {min(r['peak_mb'] for r in runs):,.0f} MB")
+        ratios[max_len] = rate["ours"] / rate["st"]
+        out(f"  ours / sentence-transformers = {ratios[max_len]:.3f}")
     out.record(args)
+    print(f"train_speedup_vs_sentence_transformers={ratios.get(256, next(iter(ratios.values()))):.3f}")
     return 0
 
 

@@ -34,7 +34,7 @@ def main() -> int:
     from sentence_transformers import SentenceTransformer
 
     from anceflow.evaluate import evaluate_run, read_qrels, summarize
-    from anceflow.models import resolve_model_path
+    from anceflow.model_source import resolve_model_path
 
     model = SentenceTransformer(resolve_model_path(cfg["model"]["name_or_path"]), device="cpu")
     model.max_seq_length = cfg["model"]["max_doc_len"]

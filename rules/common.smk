@@ -8,7 +8,8 @@ import sys
 sys.path.insert(0, workflow.basedir)
 
 from anceflow import config as anceflow_config
-from anceflow.models import model_tag, needs_fetch
+from anceflow.digest import source_digest
+from anceflow.model_source import model_tag, needs_fetch
 
 try:
     anceflow_config.validate(config)
@@ -42,8 +43,10 @@ MODEL_PATH = (
 ANCE = config["ance"]
 ROUNDS = list(range(ANCE["rounds"] + 1))  # round 0 is the warmup
 # Systems in metrics.tsv: BM25, the pretrained model as is, and every round.
-DENSE_SYSTEM = r"zeroshot|round-\d+"
-SYSTEMS = ["bm25", "zeroshot", *[f"round-{n}" for n in ROUNDS]]
+# "bm25neg" (ance.control): round 0 continued on BM25 negatives as long as all ANCE rounds together.
+CONTROL = ["bm25neg"] if ANCE["control"] and ANCE["rounds"] > 0 else []
+SYSTEMS = ["bm25", "zeroshot", *[f"round-{n}" for n in ROUNDS], *CONTROL]
+DENSE_SYSTEM = "|".join([r"zeroshot|round-\d+", *CONTROL])
 
 
 def mining_round(n):
@@ -123,8 +126,24 @@ def tokenized(prefix):
     return [f"{TOK}/{prefix}.{part}" for part in ("tokens.npy", "lengths.npy", "rows.parquet")]
 
 
+def rerank_splits():
+    """Evaluation splits with a candidate list to rerank: MS MARCO's dev (top1000.dev / docdev-top100)
+    dl19 and dl20 (the TREC top-1000 / top-100), or a local folder's candidates.<split>.tsv."""
+    if DATASET["source"] in ("msmarco-passage", "msmarco-doc"):
+        return [s for s in EVAL_SPLITS if s in ("dev", "dl19", "dl20")]
+    if DATASET["source"] == "local" and DATASET["path"]:
+        return [s for s in EVAL_SPLITS if os.path.exists(f"{DATASET['path']}/candidates.{s}.tsv")]
+    return []
+
+
+RERANK_SPLITS = rerank_splits()
+
+
 def system_metrics(system):
-    return [f"{RES}/eval/{system}/{split}.metrics.tsv" for split in EVAL_SPLITS]
+    metrics = [f"{RES}/eval/{system}/{split}.metrics.tsv" for split in EVAL_SPLITS]
+    if system != "bm25":
+        metrics += [f"{RES}/eval/{system}/{split}.rerank.metrics.tsv" for split in RERANK_SPLITS]
+    return metrics
 
 
 def all_outputs():
@@ -138,12 +157,14 @@ def all_outputs():
 
 
 def encoder_spec(wildcards):
-    """How the model is used (pooling, head, similarity, sharing): fixed when training starts."""
+    """How the model is used (pooling, head, similarity, sharing, lengths): fixed when training starts."""
     return {
         "pooling": MODEL["pooling"],
         "head": MODEL["head"],
         "similarity": MODEL["similarity"],
         "shared": MODEL["shared_encoder"],
+        "max_query_len": MODEL["max_query_len"],
+        "max_doc_len": MODEL["max_doc_len"],
     }
 
 
@@ -152,21 +173,67 @@ def train_init(wildcards):
     return f"{RES}/checkpoints/zeroshot" if n == 0 else f"{RES}/checkpoints/round-{n - 1}"
 
 
-def train_settings(wildcards):
-    """Training settings of round n (params, so changing one re-runs that training)."""
-    n = int(wildcards.n)
+def carries_optimizer(n):
+    """Whether round n starts from round n-1's optimizer state (ance.carry_optimizer)."""
     carry = ANCE["carry_optimizer"]
+    return n > 0 and (carry == "all" or (carry == "rounds" and n > 1))
+
+
+def ance_schedule(first_step):
+    """The schedule settings of an ANCE-stage job that starts at step first_step of rounds 1..N."""
+    if ANCE["schedule"] == "per_round":
+        return {}
+    return {
+        "schedule_warmup": ANCE["warmup_steps"],
+        "schedule_total": ANCE["schedule_steps"] or ANCE["rounds"] * ANCE["steps_per_round"],
+        "schedule_offset": first_step,
+    }
+
+
+def base_settings():
     # save_every and log_every are bookkeeping: the script reads them from the config, so that
     # changing them does not make finished training stale.
     bookkeeping = ("save_every", "log_every")
-    return {
-        **{k: v for k, v in config["train"].items() if k not in bookkeeping},
-        "steps": config["warmup"]["steps"] if n == 0 else ANCE["steps_per_round"],
-        "lr": (config["warmup"]["lr"] or config["train"]["lr"]) if n == 0 else config["train"]["lr"],
-        "epochs": config["warmup"]["epochs"] if n == 0 else None,
+    return {k: v for k, v in config["train"].items() if k not in bookkeeping}
+
+
+def train_settings(wildcards):
+    """Training settings of round n (params, so changing one re-runs that training)."""
+    n = int(wildcards.n)
+    steps = ANCE["steps_per_round"]
+    settings = {
+        **base_settings(),
+        "steps": steps,
+        "lr": config["train"]["lr"],
+        "epochs": None,
         "seed": config["seed"] + n,
-        "save_optimizer": carry,
-        "init_optimizer": f"{RES}/checkpoints/round-{n - 1}/optimizer.pt" if carry and n > 0 else None,
+        "save_optimizer": carries_optimizer(n + 1) and n < ANCE["rounds"],
+        "init_optimizer": f"{RES}/checkpoints/round-{n - 1}/optimizer.pt" if carries_optimizer(n) else None,
+    }
+    if n > 0:
+        return {**settings, **ance_schedule((n - 1) * steps)}
+    warmup = config["warmup"]
+    settings.update(steps=warmup["steps"], epochs=warmup["epochs"], lr=warmup["lr"] or settings["lr"])
+    for key in ("batch_size", "grad_accum"):
+        settings[key] = warmup[key] or settings[key]
+    if warmup["warmup_steps"] is not None or warmup["schedule_steps"] is not None:
+        settings.update(schedule_warmup=warmup["warmup_steps"] or 0, schedule_offset=0,
+                        schedule_total=warmup["schedule_steps"] or warmup["steps"])
+    return settings
+
+
+def control_settings(wildcards):
+    """System bm25neg: from round 0, on its BM25 negatives, for as many steps as rounds 1..N with
+    their settings (one job: schedule and optimizer as the rounds run them back to back)."""
+    return {
+        **base_settings(),
+        "steps": ANCE["rounds"] * ANCE["steps_per_round"],
+        "lr": config["train"]["lr"],
+        "epochs": None,
+        "seed": config["seed"] + ANCE["rounds"] + 1,
+        "save_optimizer": False,
+        "init_optimizer": f"{RES}/checkpoints/round-0/optimizer.pt" if ANCE["carry_optimizer"] == "all" else None,
+        **ance_schedule(0),
     }
 
 
@@ -181,20 +248,32 @@ def mining_input(wildcards):
     }
 
 
+def search_outputs(mining):
+    """What a checkpoint's search job writes: a run per evaluation split, a reranked run per split
+    with candidates, and for a mining checkpoint the training split's rows."""
+    outputs = [f"{RES}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS]
+    outputs += [f"{RES}/runs/{{system}}/{split}.rerank.trec" for split in RERANK_SPLITS]
+    if mining:
+        outputs.append(intermediate(f"{RES}/runs/{{system}}/{TRAIN_SPLIT}.rows.npy"))
+    return outputs
+
+
 def search_plan(wildcards):
-    """(split, depth) of each split a checkpoint's search job covers, in its outputs' order."""
-    plan = [(split, config["evaluate"]["depth"]) for split in EVAL_SPLITS]
+    """(split, depth, rerank) of each run a checkpoint's search job writes, in its outputs' order."""
+    plan = [(split, config["evaluate"]["depth"], False) for split in EVAL_SPLITS]
+    plan += [(split, 0, True) for split in RERANK_SPLITS]
     if wildcards.system in MINING_SYSTEMS:
-        plan.append((TRAIN_SPLIT, ANCE["topk"]))
+        plan.append((TRAIN_SPLIT, ANCE["topk"], False))
     return plan
 
 
 def search_input(wildcards):
-    splits = [split for split, _ in search_plan(wildcards)]
+    splits = [split for split, _, _ in search_plan(wildcards)]
     inputs = {
         "shards": corpus_shards(wildcards),
         "queries": [f"{RES}/embeddings/{wildcards.system}/queries.{split}.npy" for split in splits],
         "query_rows": [f"{TOK}/queries.{split}.rows.parquet" for split in splits],
+        "candidates": [f"{PREP}/candidates.{split}.parquet" for split in RERANK_SPLITS],
         "corpus_rows": f"{TOK}/corpus.rows.parquet",
         "collection": f"{PREP}/collection.parquet",
     }
@@ -211,25 +290,21 @@ def corpus_shards(wildcards):
 
 
 def training_logs(wildcards):
-    return [f"{RES}/train/round-{n}.log.csv" for n in ROUNDS]
+    return [f"{RES}/train/round-{n}.log.csv" for n in ROUNDS] + [f"{RES}/train/{c}.log.csv" for c in CONTROL]
 
 
 def mining_stats(wildcards):
     return [f"{RES}/negatives/round-{n}.json" for n in ROUNDS]
 
 
-def module_source(*modules):
-    """A digest of library modules' source, as a param: editing their code re-runs the rule."""
-    import hashlib
-
-    digest = hashlib.sha1()
-    for module in modules:
-        with open(f"{workflow.basedir}/anceflow/{module}.py", "rb") as fh:
-            digest.update(fh.read())
-    return digest.hexdigest()[:16]
-
-
 def relevance_level(wildcards):
     """evaluate.relevance_level, or the split's own (TREC DL counts grade >= 2 as relevant)."""
     levels = config["evaluate"]["split_relevance_level"]
     return levels.get(wildcards.split, config["evaluate"]["relevance_level"])
+
+
+def export_input(wildcards):
+    inputs = {"shards": corpus_shards(wildcards), "corpus_rows": f"{TOK}/corpus.rows.parquet"}
+    if config["index"]["type"] != "flat":
+        inputs["index"] = f"{RES}/index/{wildcards.system}/index.faiss"
+    return inputs

@@ -20,6 +20,22 @@ rule evaluate:
         "../workflow/scripts/evaluate.py"
 
 
+use rule evaluate as evaluate_rerank with:
+    input:
+        run=f"{RES}/runs/{{system}}/{{split}}.rerank.trec",
+        qrels=f"{PREP}/qrels.{{split}}.parquet",
+    output:
+        per_query=f"{RES}/eval/{{system}}/{{split}}.rerank.per_query.tsv",
+        summary=f"{RES}/eval/{{system}}/{{split}}.rerank.metrics.tsv",
+    params:
+        relevance_level=relevance_level,
+        ranking="rerank",
+    log:
+        f"{RES}/logs/evaluate.{{system}}.{{split}}.rerank.log",
+    benchmark:
+        f"{RES}/benchmarks/evaluate_rerank.{{system}}.{{split}}.tsv"
+
+
 rule metrics:
     input:
         [path for system in SYSTEMS for path in system_metrics(system)],

@@ -1,5 +1,6 @@
 # Index and search: every query split of a checkpoint searched in one job -> TREC runs for the
-# evaluation splits and, for a checkpoint that mines negatives, int32 rows of the training split.
+# evaluation splits (and reranked candidate lists where a split has them) and, for a checkpoint
+# that mines negatives, int32 rows of the training split.
 # Exact search (index.type flat) reads the corpus shards directly; the approximate types build a
 # faiss index first.
 
@@ -32,7 +33,7 @@ rule dense_search:
     input:
         unpack(search_input),
     output:
-        [f"{RES}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS],
+        search_outputs(mining=False),
     wildcard_constraints:
         system=alternatives(EVAL_ONLY_SYSTEMS),
     params:
@@ -57,8 +58,7 @@ rule dense_search:
 
 use rule dense_search as dense_search_mining with:
     output:
-        [f"{RES}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS],
-        intermediate(f"{RES}/runs/{{system}}/{TRAIN_SPLIT}.rows.npy"),
+        search_outputs(mining=True),
     wildcard_constraints:
         system=alternatives(MINING_SYSTEMS),
     log:

@@ -14,6 +14,7 @@ rule mine_negatives:
         n=ANCE["negatives_per_query"],
         depth=ANCE["topk"],
         query_fraction=ANCE["query_fraction"],
+        query_selection=ANCE["query_selection"],
         seed=config["seed"],
     log:
         f"{RES}/logs/mine_negatives.round-{{n}}.log",

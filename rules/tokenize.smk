@@ -14,6 +14,7 @@ rule tokenize_corpus:
         max_len=MODEL["max_doc_len"],
         chunks=MODEL["doc_chunks"],
         batch_size=config["tokenize"]["batch_size"],
+        field_separator=config["tokenize"]["field_separator"],
     log:
         f"{TOK}/logs/tokenize_corpus.log",
     benchmark:

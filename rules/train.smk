@@ -34,7 +34,7 @@ rule train:
         settings=train_settings,
         state_dir=f"{RES}/state/round-{{n}}",
         # Editing the training code re-runs training (content, not file times, is compared).
-        code=module_source("train", "model", "optim"),
+        code=source_digest(),
     log:
         f"{RES}/logs/train.round-{{n}}.log",
     benchmark:
@@ -46,6 +46,25 @@ rule train:
         "../envs/train.yaml"
     script:
         "../workflow/scripts/train.py"
+
+
+use rule train as train_control with:
+    input:
+        init=f"{RES}/checkpoints/round-0",
+        negatives=f"{RES}/negatives/round-0.parquet",
+        query_tokens=tokenized(f"queries.{TRAIN_SPLIT}"),
+        corpus_tokens=tokenized("corpus"),
+    output:
+        checkpoint=directory(f"{RES}/checkpoints/bm25neg"),
+        log_csv=f"{RES}/train/bm25neg.log.csv",
+    params:
+        settings=control_settings,
+        state_dir=f"{RES}/state/bm25neg",
+        code=source_digest(),
+    log:
+        f"{RES}/logs/train.bm25neg.log",
+    benchmark:
+        f"{RES}/benchmarks/train_control.tsv"
 
 
 rule zeroshot:

@@ -46,7 +46,7 @@ def test_empty_config_gets_all_defaults_nested():
     assert config["dataset"]["demo"] == {"passages": 2000, "train_queries": 300, "dev_queries": 100}
     assert config["model"]["name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert config["model"]["doc_chunks"] == 1
-    assert config["tokenize"] == {"batch_size": 2048}
+    assert config["tokenize"] == {"batch_size": 2048, "field_separator": "space"}
     assert config["bm25"] == {"k1": 0.9, "b": 0.4, "topk": 200, "java": None}
     assert config["evaluate"] == {"relevance_level": 1, "split_relevance_level": {}, "depth": 1000}
     assert config == _schema_defaults(load_schema())
@@ -215,8 +215,30 @@ def test_invalid_override_is_reported(tmp_path):
     ({"bm25": {"topk": 10}, "negatives_per_query": 20}, "config key 'bm25.topk' (10) is smaller than 'negatives_per_query' (20)"),
     ({"ance": {"topk": 5, "negatives_per_query": 8}},
      "config key 'ance.topk' (5) is smaller than 'ance.negatives_per_query' (8)"),
+    ({"dataset": {"eval_splits": ["dev.small"]}},
+     "config key 'dataset.eval_splits.0': split name 'dev.small' may hold only letters, digits"),
+    ({"dataset": {"train_split": "a/b"}}, "config key 'dataset.train_split': split name 'a/b'"),
+    ({"model": {"name_or_path": "./no/such/model"}}, "config key 'model.name_or_path': './no/such/model' is not a folder"),
 ])
 def test_contradicting_settings_are_rejected(config, message):
     with pytest.raises(ConfigError) as err:
         validate(config)
     assert message in str(err.value)
+
+
+def test_strings_from_the_command_line_become_the_numbers_the_schema_wants():
+    """`snakemake --config 'ance={rounds: 3}'` gives nested values as strings; they are coerced."""
+    config = validate({"ance": {"rounds": "3", "query_fraction": "0.2", "control": "true", "staleness": "1"},
+                       "train": {"lr": "1.0e-6", "temperature": "null"}, "evaluate": {"split_relevance_level": {"dl19": "2"}}})
+    assert config["ance"]["rounds"] == 3 and config["ance"]["query_fraction"] == 0.2
+    assert config["ance"]["control"] is True and config["ance"]["staleness"] == 1
+    assert config["train"]["lr"] == 1e-6 and config["train"]["temperature"] is None
+    assert config["evaluate"]["split_relevance_level"] == {"dl19": 2}
+    with pytest.raises(ConfigError, match="config key 'ance.rounds': 'three' is not of type 'integer'"):
+        validate({"ance": {"rounds": "three"}})
+
+
+def test_config_yaml_lists_every_default():
+    """config/config.yaml is the schema's defaults written out, key for key (docs/configuration.md)."""
+    written = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
+    assert written == validate({})

@@ -192,6 +192,13 @@ def _passage_fixture(server, *, qrels_train_in_tar=True, dl19_qrels=None):
             "156493\t2\tdo goldfish grow\tThe Manhattan Project was a research effort.\n"
             "1110199\t0\twhat is wifi vs bluetooth\tThe presence of communication.\n"
             "156493\t1\tdo goldfish grow\tCafé culture in Manhattan.\n")),
+        # TREC DL 2020: queries on the MS MARCO mirror, NIST's graded judgments, the top-1000
+        "dl20.queries": _put(www, "msmarcoranking/msmarco-test2020-queries.tsv.gz", _gz(
+            "1030303\twho is aziz hashim\n1037496\twho is rep scalise\n")),
+        "dl20.qrels": _put(www, "deep/2020qrels-pass.txt", b"1030303 0 2 3\n1030303 0 0 1\n1037496 0 1 0\n"),
+        "dl20.top1000": _put(www, "msmarcoranking/msmarco-passagetest2020-top1000.tsv.gz", _gz(
+            "1030303\t0\twho is aziz hashim\tThe presence of communication.\n"
+            "1030303\t2\twho is aziz hashim\tThe Manhattan Project was a research effort.\n")),
     }
     real = download.MSMARCO_PASSAGE_FILES
     return {key: RemoteFile(real[key].path, _md5(data), real[key].base)
@@ -210,6 +217,9 @@ PASSAGE_EXPECTED = {
     "queries.dl19.tsv": "156493\tdo goldfish grow\n1110199\twhat is wifi vs bluetooth\n",
     "qrels.dl19.tsv": "156493\t0\t0\t3\n156493\t0\t2\t0\n1110199\t0\t1\t2\n",
     "candidates.dl19.tsv": "156493\t2\n1110199\t0\n156493\t1\n",
+    "queries.dl20.tsv": "1030303\twho is aziz hashim\n1037496\twho is rep scalise\n",
+    "qrels.dl20.tsv": "1030303\t0\t2\t3\n1030303\t0\t0\t1\n1037496\t0\t1\t0\n",
+    "candidates.dl20.tsv": "1030303\t0\n1030303\t2\n",
 }
 
 
@@ -293,6 +303,11 @@ def test_fetch_msmarco_doc_layout(server, tmp_path, monkeypatch):
         "dl19.top100": _put(www, "msmarcoranking/msmarco-doctest2019-top100.gz", _gz(
             "156493 Q0 D1040138 1 -4.92 IndriQueryLikelihood\n"
             "156493 Q0 D1021204 2 -5.10 IndriQueryLikelihood\n")),
+        "dl20.queries": _put(www, "msmarcoranking/msmarco-test2020-queries.tsv.gz", _gz(
+            "1030303\twho is aziz hashim\n")),
+        "dl20.qrels": _put(www, "deep/2020qrels-docs.txt", b"1030303 0 D301595 2\n"),
+        "dl20.top100": _put(www, "msmarcoranking/msmarco-doctest2020-top100.gz", _gz(
+            "1030303 Q0 D301595 1 -4.11 IndriQueryLikelihood\n")),
     }
     real = download.MSMARCO_DOC_FILES
     table = {key: RemoteFile(real[key].path, _md5(data), real[key].base)
@@ -321,6 +336,9 @@ def test_fetch_msmarco_doc_layout(server, tmp_path, monkeypatch):
         "queries.dl19.tsv": "156493\tdo goldfish grow\n",
         "qrels.dl19.tsv": "156493\t0\tD1021204\t1\n156493\t0\tD1040138\t3\n",
         "candidates.dl19.tsv": "156493\tD1040138\n156493\tD1021204\n",
+        "queries.dl20.tsv": "1030303\twho is aziz hashim\n",
+        "qrels.dl20.tsv": "1030303\t0\tD301595\t2\n",
+        "candidates.dl20.tsv": "1030303\tD301595\n",
     }
     # every collection row has exactly the 4 columns the layout promises
     for row in (out / "collection.tsv").read_text(encoding="utf-8").splitlines():

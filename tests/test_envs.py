@@ -21,7 +21,7 @@ PROVIDERS = {
     "pytrec_eval": {"pytrec-eval-terrier"}, "jsonschema": {"jsonschema"}, "pandas": {"pandas"},
     "pyarrow": {"pyarrow"}, "numpy": {"numpy"}, "tqdm": {"tqdm"}, "transformers": {"transformers"},
     "safetensors": {"safetensors"}, "matplotlib": {"matplotlib", "matplotlib-base"},
-    "jnius_config": {"pyserini"}, "pyserini": {"pyserini"},
+    "jnius_config": {"pyserini"}, "pyserini": {"pyserini"}, "huggingface_hub": {"huggingface_hub"},
 }
 STDLIB = set(sys.stdlib_module_names)
 

@@ -88,5 +88,15 @@ def test_metrics_table_header(tmp_path):
     path = tmp_path / "metrics.tsv"
     write_metrics(path, [summarize(evaluate_run(RUN, QRELS), "bm25", "dev")])
     header, row = path.read_text().splitlines()
-    assert header == "system\tsplit\tqueries\tmrr@10\tndcg@10\trecall@100\trecall@1000\thole@10"
-    assert row.startswith("bm25\tdev\t3\t0.3333\t")
+    # The first eight columns are fixed; new ones come after them.
+    assert header == "system\tsplit\tqueries\tmrr@10\tndcg@10\trecall@100\trecall@1000\thole@10\tmrr@100\tranking"
+    assert row.startswith("bm25\tdev\t3\t0.3333\t") and row.endswith("\tfull")
+
+
+def test_mrr_at_100_reaches_past_ten():
+    qrels = {"q": {"rel": 1}}
+    run = {"q": {f"d{i:03d}": 1000.0 - i for i in range(150)} | {"rel": 1000.0 - 24.5}}  # relevant at rank 26
+    m = by_qid(evaluate_run(run, qrels))["q"]
+    assert m["mrr@10"] == 0.0 and m["mrr@100"] == pytest.approx(1 / 26)
+    far = {"q": {f"d{i:03d}": 1000.0 - i for i in range(150)} | {"rel": 1.0}}  # rank 151
+    assert by_qid(evaluate_run(far, qrels))["q"]["mrr@100"] == 0.0

@@ -89,7 +89,7 @@ def test_fetch_model_stores_a_hub_snapshot_that_loads_offline(tiny_model, tmp_pa
     and it then loads with the hub switched off, as on a compute node without internet."""
     from fakehub import serve
 
-    from anceflow.models import fetch_model, needs_fetch
+    from anceflow.model_source import fetch_model, needs_fetch
 
     assert needs_fetch("org/tiny") and not needs_fetch(str(tiny_model))
     assert not needs_fetch("sentence-transformers/all-MiniLM-L6-v2")  # shipped by a package
@@ -106,9 +106,39 @@ def test_fetch_model_stores_a_hub_snapshot_that_loads_offline(tiny_model, tmp_pa
 def test_fetch_model_of_an_unknown_repo_leaves_nothing(tiny_model, tmp_path):
     from fakehub import serve
 
-    from anceflow.models import fetch_model
+    from anceflow.model_source import fetch_model
 
     with serve("org/tiny", tiny_model) as (url, _):
         with pytest.raises(Exception):
             fetch_model("org/other", tmp_path / "models/other", endpoint=url)
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+@pytest.mark.parametrize("spec", [
+    EncoderSpec("cls", "linear_layernorm", "dot", True, 16, 48),    # ANCE
+    EncoderSpec("mean", "none", "cosine", True, 16, 48),            # all-MiniLM-L6-v2's use
+    EncoderSpec("cls", "linear_layernorm", "dot", False, 16, 48),   # separate query and document encoders
+], ids=["ance", "mean-cosine", "separate"])
+def test_checkpoints_load_in_sentence_transformers_with_our_vectors(tiny_model, tmp_path, spec):
+    """SentenceTransformer(folder) rebuilds pooling, the ANCE head (Dense + LayerNorm), Normalize and,
+    with separate encoders, a Router: cosine >= 0.9999 to this project's vectors, queries and documents."""
+    from sentence_transformers import SentenceTransformer
+
+    load_dual_encoder(tiny_model, spec, seed=4).save(tmp_path / "ckpt", load_tokenizer(tiny_model))
+    ours = load_dual_encoder(tmp_path / "ckpt").eval()
+    tok = load_tokenizer(tmp_path / "ckpt")
+    queries = ["what is a dual encoder", "ance hard negatives"]
+    docs = ["A dual encoder maps queries and documents into one vector space.",
+            "Negatives mined from the model's own index " * 8]  # longer than 48 tokens: truncated alike
+    st = SentenceTransformer(str(tmp_path / "ckpt"), device="cpu")
+    for side, texts, length, encode in (("query", queries, 16, st.encode_query), ("doc", docs, 48, st.encode_document)):
+        enc = tok(texts, padding=True, truncation=True, max_length=length if not spec.shared else 48,
+                  return_tensors="pt")
+        with torch.no_grad():
+            mine = ours.encode(enc["input_ids"], enc["attention_mask"], side).float()
+        theirs = torch.from_numpy(encode(texts, convert_to_numpy=True))
+        cosine = torch.nn.functional.cosine_similarity(mine, theirs)
+        assert cosine.min() >= 0.9999, (side, cosine)
+        if spec.similarity == "dot":
+            torch.testing.assert_close(theirs, mine, rtol=1e-4, atol=1e-4)  # unnormalised, same scale
+    assert st.similarity_fn_name == ("dot" if spec.similarity == "dot" else "cosine")

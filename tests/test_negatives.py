@@ -220,3 +220,18 @@ def test_bm25_negatives_identical_to_the_dict_implementation(tmp_path):
     ours = [(r.qid, r.pos_pid, list(r.neg_pids)) for r in pd.read_parquet(tmp_path / "neg.parquet").itertuples()]
     assert ours == reference_negatives(lines, qrels, n=7, seed=3, depth=25, round_=0)
     assert len(ours) > 40
+
+
+def test_rotating_selection_is_the_reference_chunking():
+    """query_selection rotating = ann_chunk_factor: k = 1/fraction consecutive slices of the judged
+    queries in file order (not qid order), round n mining slice (n-1) mod k, the last taking the rest."""
+    qids = [f"q{i}" for i in range(23)]
+    file_order = np.random.default_rng(0).permutation(23)  # the split's order differs from qid order
+    judged_all = Judged.from_arrays(file_order, np.zeros(23, dtype=int), np.ones(23, dtype=int),
+                                    pa.array([qids[i] for i in file_order]), pa.array(["p"]))
+    slices = [sorted(select_queries(judged_all, 0.2, seed=1, round_=n, mode="rotating").queries.tolist())
+              for n in range(1, 7)]
+    assert slices[:5] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15], list(range(16, 23))]
+    assert slices[5] == slices[0]
+    with pytest.raises(ValueError, match="rotating"):
+        select_queries(judged_all, 0.2, seed=1, round_=1, mode="sometimes")

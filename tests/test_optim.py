@@ -64,14 +64,48 @@ def test_lamb_matches_numpy_reference(n_steps, wd, bias_correction):
     assert not np.allclose(want, adam_like, rtol=1e-6, atol=0)
 
 
-def test_trust_clip_caps_ratio():
-    p0 = [[100.0, -200.0], [300.0, 50.0]]  # ||p|| / ||u|| ~ 190 > 10
-    grads = [[[0.1, -0.2], [0.3, 0.4]]]
-    got = run_lamb(p0, grads, lr=1e-3, trust_clip=True)
-    want = lamb_reference(p0, grads, 1e-3, (0.9, 0.999), 1e-6, 0.0, clip=Lamb.MAX_TRUST_RATIO)
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-    unclipped = run_lamb(p0, grads, lr=1e-3)
-    assert not np.allclose(got, unclipped)
+def ance_reference_lamb(p, grads, lr, eps=1e-8, betas=(0.9, 0.999)):
+    """microsoft/ANCE's LAMB update (utils/lamb.py), written out in numpy float64 from its description:
+    no bias correction, eps outside the root, weight norm clamped to [0, 10], ratio 1 when a norm
+    is 0, no weight decay (the drivers pass none)."""
+    p = np.array(p, dtype=np.float64)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for g in grads:
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        step = m / (np.sqrt(v) + eps)
+        weight_norm = min(np.sqrt((p ** 2).sum()), 10.0)
+        adam_norm = np.sqrt((step ** 2).sum())
+        ratio = 1.0 if weight_norm == 0 or adam_norm == 0 else weight_norm / adam_norm
+        p = p - lr * ratio * step
+    return p
+
+
+@pytest.mark.parametrize("norm", [30.0, 0.5])
+def test_lamb_configured_as_the_reference_matches_it(norm):
+    """Five steps on a 16x24 tensor of norm ~30 (clamped) and one of norm ~0.5 (not clamped)."""
+    rng = np.random.default_rng(int(norm * 10))
+    p0 = rng.standard_normal((16, 24))
+    p0 *= norm / np.linalg.norm(p0)
+    grads = [rng.standard_normal((16, 24)) * 0.01 for _ in range(5)]
+    kw = dict(lr=1e-3, eps=1e-8, weight_decay=0.0, bias_correction=False,
+              max_weight_norm=Lamb.REFERENCE_MAX_WEIGHT_NORM)
+    got = run_lamb(p0, grads, **kw)
+    np.testing.assert_allclose(got, ance_reference_lamb(p0, grads, lr=1e-3), rtol=1e-12, atol=1e-15)
+    moved = np.linalg.norm(got - p0)
+    unclamped = np.linalg.norm(run_lamb(p0, grads, **{**kw, "max_weight_norm": None}) - p0)
+    if norm > 10:  # without the clamp the tensor moves ||p|| / 10 = 3x further
+        assert unclamped / moved == pytest.approx(norm / 10, rel=1e-4)
+    else:
+        assert unclamped == pytest.approx(moved, rel=1e-12)
+
+
+def test_build_optimizer_passes_the_lamb_settings():
+    model = nn.Linear(4, 4)
+    opt = build_optimizer(model, "lamb", 1e-6, 0.0, eps=1e-8, lamb_bias_correction=False, lamb_max_weight_norm=10.0)
+    assert {(g["eps"], g["bias_correction"], g["max_weight_norm"]) for g in opt.param_groups} == {(1e-8, False, 10.0)}
+    with pytest.raises(ValueError, match="max_weight_norm"):
+        Lamb(model.parameters(), max_weight_norm=0.0)
 
 
 def test_trust_ratio_is_one_for_zero_param():
@@ -218,7 +252,7 @@ def test_state_dict_resume_is_bit_identical(name):
 
 def test_lamb_state_dict_roundtrip_preserves_state():
     p = torch.tensor([1.0, 2.0], requires_grad=True)
-    opt = Lamb([p], lr=0.1, weight_decay=0.5, trust_clip=True)
+    opt = Lamb([p], lr=0.1, weight_decay=0.5, max_weight_norm=10.0)
     p.grad = torch.tensor([0.3, -0.1])
     opt.step()
     sd = opt.state_dict()
@@ -226,7 +260,7 @@ def test_lamb_state_dict_roundtrip_preserves_state():
     opt2 = Lamb([q])
     opt2.load_state_dict(sd)
     assert opt2.param_groups[0]["weight_decay"] == 0.5
-    assert opt2.param_groups[0]["trust_clip"] is True
+    assert opt2.param_groups[0]["max_weight_norm"] == 10.0
     st = opt2.state[q]
     assert st["step"] == 1
     assert torch.equal(st["exp_avg"], opt.state[p]["exp_avg"])

@@ -602,3 +602,47 @@ def test_beir_training_split_drops_queries_judged_zero(tmp_path):
     stats = prepare_beir(src, tmp_path / "out", ["train"], train_split="train", progress=False)
     assert pd.read_parquet(tmp_path / "out/queries.train.parquet")["qid"].tolist() == ["q1"]
     assert stats["splits"]["train"]["unjudged_dropped"] == 1
+
+
+def _small(src: Path, **files) -> Path:
+    src.mkdir(parents=True, exist_ok=True)
+    base = {"collection.tsv": "d1\tone\nd2\ttwo\n", "queries.train.tsv": "q1\ta\n", "qrels.train.tsv": "q1 0 d1 1\n",
+            "queries.dev.tsv": "q7\tb\n", "qrels.dev.tsv": "q7 0 d2 1\n"}
+    for name, text in {**base, **files}.items():
+        (src / name).write_text(text)
+    return src
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"qrels.dev.tsv": ""}, "evaluation split 'dev' has no judgment above 0"),
+    ({"qrels.dev.tsv": "q7 0 d2 0\n"}, "evaluation split 'dev' has no judgment above 0"),
+    ({"qrels.train.tsv": "q1 0 d1 0\n"}, "training split 'train' has no query with a judgment above 0"),
+    ({"collection.tsv": "d1\tone\nd 2\ttwo\n"}, "collection.tsv:2: pid 'd 2' contains whitespace"),
+    ({"queries.dev.tsv": "q 7\tb\n"}, "queries.dev.tsv:1: qid 'q 7' contains whitespace"),
+    ({"queries.dev.tsv": "q1\ta\n", "qrels.dev.tsv": "q1 0 d2 1\n"},
+     "qid 'q1' is in the training split 'train' and in the evaluation split 'dev'"),
+])
+def test_bad_splits_and_ids_stop_prepare_and_leave_nothing(tmp_path, files, message):
+    src = _small(tmp_path / "src", **files)
+    with pytest.raises(InputError, match=message):
+        prepare_local(src, tmp_path / "out", ["train", "dev"], train_split="train", progress=False)
+    assert not list((tmp_path / "out").glob("*.parquet"))
+
+
+def test_same_query_text_in_training_and_evaluation_is_counted(tmp_path):
+    src = _small(tmp_path / "src", **{"queries.train.tsv": "q1\tWhat is  ANCE\nq2\tother\n",
+                                      "qrels.train.tsv": "q1 0 d1 1\nq2 0 d2 1\n",
+                                      "queries.dev.tsv": "q7\twhat is ance\n"})
+    stats = prepare_local(src, tmp_path / "out", ["train", "dev"], train_split="train", progress=False)
+    assert stats["splits"]["dev"]["same_text_as_training"] == 1
+    assert json.loads((tmp_path / "out/stats.json").read_text())["splits"]["dev"]["same_text_as_training"] == 1
+
+
+def test_beir_ids_with_whitespace_are_rejected(tmp_path):
+    src = tmp_path / "beir"
+    (src / "qrels").mkdir(parents=True)
+    (src / "corpus.jsonl").write_text('{"_id": "d 1", "text": "one"}\n')
+    (src / "queries.jsonl").write_text('{"_id": "q1", "text": "a"}\n')
+    (src / "qrels/dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td 1\t1\n")
+    with pytest.raises(InputError, match=r"corpus.jsonl:1: _id 'd 1' contains whitespace"):
+        prepare_beir(src, tmp_path / "out", ["dev"], progress=False)

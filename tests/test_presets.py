@@ -9,8 +9,10 @@ import yaml
 
 from conftest import REPO
 
-GPU_RULES = {"train", "encode_corpus", "encode_queries", "build_index", "dense_search"}
-CPU_RULES = {"download_msmarco", "prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "bm25_search"}
+GPU_RULES = {"train", "train_control", "encode_corpus", "encode_queries", "dense_search", "dense_search_mining"}
+CPU_RULES = {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "bm25_search", "bm25_search_train",
+             "bm25_negatives", "mine_negatives", "evaluate", "evaluate_rerank", "init_model", "metrics", "report"}
+LOCAL_RULES = {"download_msmarco", "fetch_model"}
 PRESETS = ["msmarco-passage", "msmarco-doc-firstp", "msmarco-doc-maxp"]
 
 
@@ -39,16 +41,30 @@ def test_preset_dag_and_resources(preset, tmp_path):
         counts[rule] = counts.get(rule, 0) + 1
         if rule in GPU_RULES:
             assert resources.get("gpu") == "1", (rule, resources)
-        if rule in CPU_RULES:
+        elif rule not in LOCAL_RULES:
+            assert rule in CPU_RULES | {"all"}, f"{rule}: neither a GPU, a CPU nor a local rule"
             assert "gpu" not in resources, (rule, resources)
-            assert int(resources["mem_mb"]) >= 1000 and int(resources["cpus_per_task"]) >= 1
+            if rule != "all":
+                assert int(resources["mem_mb"]) >= 1000 and int(resources["cpus_per_task"]) >= 1
     rounds = config["ance"]["rounds"]
     shards = config["encode"]["shards"]
-    assert counts["download_msmarco"] == 1
-    assert counts["train"] == rounds + 1
+    splits = config["dataset"]["eval_splits"]
+    assert counts["download_msmarco"] == 1 and counts["fetch_model"] == 1
+    assert counts["train"] == rounds + 1 and counts["train_control"] == 1
     assert counts["mine_negatives"] == rounds
-    systems = rounds + 2  # zeroshot, round-0 .. round-N
+    systems = rounds + 3  # zeroshot, round-0 .. round-N, bm25neg
     assert counts["encode_corpus"] == shards * systems
-    assert counts["evaluate"] == (systems + 1) * len(config["dataset"]["eval_splits"])
+    assert counts["dense_search"] + counts["dense_search_mining"] == systems
+    assert counts["evaluate"] == (systems + 1) * len(splits)
+    assert counts["evaluate_rerank"] == systems * len(splits)  # every MS MARCO split has a candidate list
+    assert "build_index" not in counts  # exact search reads the vectors; no index file
     train = next(r for rule, r in jobs if rule == "train")
     assert int(train["runtime"]) >= 1440 and int(train["cpus_per_task"]) >= 4
+
+
+def test_profile_runtimes_do_not_grow_with_retries():
+    """A retry asking for longer than a partition allows would pend forever; training resumes instead."""
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    for rule, res in {"default": profile["default-resources"], **profile["set-resources"]}.items():
+        assert "attempt" not in str(res.get("runtime", "")), rule
+    assert profile["retries"] >= 2

@@ -25,6 +25,17 @@ def test_install_writes_user_profile_with_site_values(tmp_path, monkeypatch):
     assert yaml.safe_load(path.read_text())["slurm-no-account"] is True
 
 
+def test_cpu_partition_takes_the_jobs_without_a_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    written = yaml.safe_load(profile.install(partition="gpu", cpu_partition="cpu", gpu_model="h100").read_text())
+    assert written["default-resources"]["slurm_partition"] == "cpu"
+    gpus = profile.gpu_rules(written)
+    assert {"train", "encode_corpus", "dense_search"} <= set(gpus) and "prepare" not in gpus
+    for rule, res in written["set-resources"].items():
+        assert res.get("slurm_partition") == ("gpu" if rule in gpus else None), rule
+        assert (res.get("gpu_model") == "h100") == (rule in gpus), rule
+
+
 def test_snakemake_finds_the_installed_profile_by_name(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "HOME": str(home)}

@@ -1,6 +1,7 @@
 """Training: the loss, the data order, and interruption safety (SIGTERM and SIGKILL mid-run)."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -259,3 +260,125 @@ def test_negatives_naming_unknown_ids_are_rejected(small_data, tmp_path):
     write_negatives(bad, tmp_path / "bad.parquet")
     with pytest.raises(InputError, match="pid 'no-such-pid' is not in"):
         TrainingData.build(str(tmp_path / "bad.parquet"), str(small_data["train_queries"]), str(small_data["corpus"]), 1, 0)
+
+
+# ----------------------------------------------------------------------- resume defects (issue 11)
+
+def test_a_stale_state_does_not_drop_the_carried_optimizer(small_data, init, tmp_path):
+    """A state.pt of other settings in the state folder must not stop a round from carrying the
+    previous round's optimizer (it used to: the carry was an `elif` of the resume)."""
+    train(settings(small_data, init, tmp_path / "r0", steps=4, save_optimizer=True), progress=False)
+    carried = dict(init_optimizer=str(tmp_path / "r0/ckpt/optimizer.pt"))
+    train(settings(small_data, tmp_path / "r0/ckpt", tmp_path / "clean", steps=3, **carried), progress=False)
+    stale = tmp_path / "stale"
+    (stale / "state").mkdir(parents=True)
+    torch.save({"fingerprint": "a run with other settings", "step": 2}, stale / "state/state.pt")
+    train(settings(small_data, tmp_path / "r0/ckpt", stale, steps=3, **carried), progress=False)
+    a, b = weights(tmp_path / "clean/ckpt"), weights(stale / "ckpt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_code_is_part_of_the_resume_fingerprint(small_data, init, tmp_path, monkeypatch):
+    """A state saved before the training code changed is not resumed (the code digest is in the
+    fingerprint), and the digest follows the modules' content."""
+    import shutil
+
+    from anceflow import digest
+
+    out = tmp_path / "interrupted"
+    proc = run_and_interrupt(small_data, init, out, signal.SIGTERM)
+    assert proc.returncode == INTERRUPTED_EXIT
+    monkeypatch.setattr("anceflow.train.source_digest", lambda: "code after an edit")
+    summary = train(settings(small_data, init, out, steps=20), progress=False)
+    assert summary["resumed_from"] == 0
+    copy = tmp_path / "package"
+    shutil.copytree(digest.PACKAGE, copy)
+    before = digest.source_digest(package=copy)
+    (copy / "optim.py").write_text((copy / "optim.py").read_text().replace("beta1", "b1"))
+    assert digest.source_digest(package=copy) != before
+
+
+def _process_alive(pattern: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in out if pattern in line and "ps -eo" not in line]
+
+
+def test_sigterm_to_a_two_process_run_saves_exits_143_and_leaves_nothing(small_data, init, tmp_path):
+    """SLURM's SIGTERM reaches the launcher of a multi-process (DDP, gloo) run: every worker stops at
+    the same step, the state is saved, the launcher exits 143 and no process is left behind."""
+    out = tmp_path / "ddp"
+    s = settings(small_data, init, out, steps=2000, save_every=5)
+    out.mkdir()
+    (out / "launch.json").write_text(json.dumps(asdict(s)))
+    code = ("import json, sys; from anceflow.train import TrainSettings, launch\n"
+            f"launch(TrainSettings(**json.load(open({str(out / 'launch.json')!r}))), log_path={str(out / 'log')!r})")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "ANCEFLOW_NPROC": "2"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while not (out / "state/state.pt").exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.time() < deadline, "no state saved within 180 s"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    text = proc.communicate(timeout=180)[0]
+    assert proc.returncode == INTERRUPTED_EXIT, text + (out / "log").read_text()[-3000:]
+    state = torch.load(out / "state/state.pt", weights_only=False)
+    assert state["reason"] == "SIGTERM" and 0 < state["step"] < 2000
+    time.sleep(0.5)
+    assert not _process_alive(str(out / "state/settings.json"))
+
+
+def test_gradient_checkpointing_with_a_shared_encoder_under_ddp(small_data, init, tmp_path, monkeypatch):
+    """DDP (2 gloo processes) with gradient checkpointing and one encoder for queries and documents:
+    reentrant checkpointing fails here ("marked ready twice"); non-reentrant trains."""
+    from anceflow.train import launch
+
+    monkeypatch.setenv("ANCEFLOW_NPROC", "2")
+    s = settings(small_data, init, tmp_path / "gc", steps=3, gradient_checkpointing=True)
+    launch(s, log_path=str(tmp_path / "gc.log"))
+    assert pd.read_csv(tmp_path / "gc/log.csv")["step"].tolist() == [1, 2, 3]
+
+
+# ----------------------------------------------------------------------- schedule and MaxP (issue 11)
+
+def test_rounds_under_one_schedule_continue_it(small_data, init, tmp_path):
+    """ance.schedule: global: round 2 picks the learning rate up where round 1 left it (warmup over
+    both rounds' first steps, then one linear decay), as the reference's --single_warmup."""
+    kw = dict(lr=1e-3, schedule_warmup=6, schedule_total=40)
+    train(settings(small_data, init, tmp_path / "r1", steps=10, schedule_offset=0, **kw), progress=False)
+    train(settings(small_data, tmp_path / "r1/ckpt", tmp_path / "r2", steps=10, schedule_offset=10, **kw),
+          progress=False)
+    lrs = pd.concat([pd.read_csv(tmp_path / f"r{n}/log.csv")["lr"] for n in (1, 2)]).tolist()
+    expected = [1e-3 * (min(k / 6, (40 - k) / 34)) for k in range(20)]
+    assert np.allclose(lrs, expected)
+
+
+def test_maxp_loss_scores_a_document_by_its_best_real_chunk():
+    q = torch.tensor([[1.0, 0.0]])
+    # one example: positive with chunks scoring 1 and 3 (best 3), a negative with 2 and a padded chunk
+    d = torch.tensor([[1.0, 0.0], [3.0, 0.0], [2.0, 0.0], [9.0, 0.0]])
+    mask = torch.tensor([[True, True], [True, False]])
+    expected = -torch.log_softmax(torch.tensor([3.0, 2.0]), dim=0)[0]
+    torch.testing.assert_close(contrastive_loss(q, d, 2, False, 1.0, mask), expected)
+    # in-batch with one query: the same documents, same loss
+    torch.testing.assert_close(contrastive_loss(q, d, 2, True, 1.0, mask), expected)
+
+
+def test_maxp_training_encodes_every_chunk(small_data, init, tmp_path):
+    """A MaxP corpus (3 chunks of 16 tokens): a training batch holds all of each document's chunks
+    (padding rows, masked, where a document has fewer) and training runs on them."""
+    from anceflow.tokenize import tokenize_corpus
+    from anceflow.train import document_batch
+
+    corpus = tmp_path / "maxp/corpus"
+    tokenize_corpus(small_data["prep"] / "collection.parquet", corpus, str(init), max_len=16, chunks=3,
+                    progress=False)
+    data = TrainingData.build(small_data["negatives"], small_data["train_queries"], corpus, 1, seed=0)
+    assert data.doc_rows.shape[1] == 3 and (data.doc_rows[:, 1] >= 0).any() and (data.doc_rows < 0).any()
+    batch = data.micro_batch(0, 4)
+    ids, mask, chunk_mask = document_batch(data, batch[:, 1:].reshape(-1), 0, 1)
+    assert ids.shape[0] == 4 * 2 * 3 and chunk_mask.shape == (8, 3)
+    assert chunk_mask.numpy().tolist() == (data.doc_rows[batch[:, 1:].reshape(-1)] >= 0).tolist()
+    s = settings(small_data, init, tmp_path / "maxp", steps=2, log_every=1, corpus_tokens=str(corpus))
+    train(s, progress=False)
+    assert pd.read_csv(tmp_path / "maxp/log.csv")["step"].tolist() == [1, 2]

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import REPO, dataset_dir
 
-HEADER = ["system", "split", "queries", "mrr@10", "ndcg@10", "recall@100", "recall@1000", "hole@10"]
+HEADER = ["system", "split", "queries", "mrr@10", "ndcg@10", "recall@100", "recall@1000", "hole@10", "mrr@100", "ranking"]
 
 
 def snakemake(*args, workdir: Path | None = None, check=True, snakefile: Path | None = None) -> subprocess.CompletedProcess:
@@ -74,13 +74,14 @@ def kept_run(tmp_path_factory, tiny_model):
     return run_demo(tmp_path_factory.mktemp("kept"), tiny_model, staleness=0, keep_intermediate=True)
 
 
-SYSTEM_ORDER = ["bm25", "zeroshot", "round-0", "round-1", "round-2"]
+SYSTEM_ORDER = ["bm25", "zeroshot", "round-0", "round-1", "round-2", "bm25neg"]
 
 
 def test_demo_metrics_table(demo_run):
     metrics = pd.read_csv(demo_run / "results/demo/metrics.tsv", sep="\t")
-    assert list(metrics.columns) == HEADER
+    assert list(metrics.columns) == HEADER  # the first eight as they always were; new ones after them
     assert metrics["system"].tolist() == SYSTEM_ORDER and set(metrics["split"]) == {"dev"}
+    assert set(metrics["ranking"]) == {"full"}  # the demo has no candidate lists to rerank
     assert metrics["queries"].eq(40).all()
     bm25 = metrics.set_index("system").loc["bm25"]
     # The demo is built so BM25 is imperfect (queries paraphrase with synonyms) but not useless.
@@ -97,7 +98,7 @@ def test_intermediate_files_are_deleted_and_results_unchanged(demo_run, kept_run
     (keep_intermediate) changes no result."""
     res, kept = demo_run / "results/demo", kept_run / "results/demo"
     assert not [p for pattern in INTERMEDIATE for p in res.glob(pattern)]
-    assert len(list(kept.glob("embeddings/*/corpus.*.npy"))) == 4 * 2 and (kept / "runs/bm25/train.trec").exists()
+    assert len(list(kept.glob("embeddings/*/corpus.*.npy"))) == 5 * 2 and (kept / "runs/bm25/train.trec").exists()
     assert (res / "metrics.tsv").read_text() == (kept / "metrics.tsv").read_text()
     for n in range(3):
         assert (pd.read_parquet(res / f"negatives/round-{n}.parquet")
@@ -167,41 +168,46 @@ def test_nothing_changed_nothing_to_do(demo_run):
 def test_changing_k1_reruns_bm25_retrieval_and_everything_trained_after_it(demo_run):
     # Not prepare, tokenize, bm25_index, or anything of the zeroshot system.
     jobs = dry_run(demo_run, {"bm25": {"k1": 1.2}})
-    # Rounds 0 and 1 are mined with, so their search jobs also cover the training queries.
+    # Rounds 0 and 1 are mined with, so their search jobs also cover the training queries; the
+    # bm25neg control trains on the new BM25 negatives too.
     assert jobs == {"bm25_search": 1, "bm25_search_train": 1, "bm25_negatives": 1, **after_training(3),
-                    "mine_negatives": 2, "encode_queries": 3 + 2, "dense_search": 1, "dense_search_mining": 2,
-                    "evaluate": 1 + 3, "metrics": 1, "report": 1, "all": 1}
+                    "train_control": 1, "encode_corpus": 2 * 4, "mine_negatives": 2, "encode_queries": 2 * 2 + 1 + 1,
+                    "dense_search": 2, "dense_search_mining": 2, "evaluate": 1 + 4, "metrics": 1, "report": 1,
+                    "all": 1}
     assert not {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "init_model"} & set(jobs)
 
 
 def test_changing_an_evaluation_setting_reruns_only_evaluation_and_report(demo_run):
     jobs = dry_run(demo_run, {"evaluate": {"relevance_level": 2}})
-    assert jobs == {"evaluate": 5, "metrics": 1, "report": 1, "all": 1}
+    assert jobs == {"evaluate": 6, "metrics": 1, "report": 1, "all": 1}
 
 
 def test_changing_ance_topk_reruns_mining_of_rounds_1_up_not_warmup_or_bm25(demo_run):
     jobs = dry_run(demo_run, {"ance": {"topk": 30}})
     # The searches of the mining checkpoints (round-0, round-1) go deeper or shallower; their corpus
     # and query vectors were intermediate, so they are encoded again (kept: see the next test).
+    # The bm25neg control does not mine: untouched.
     assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 3,
                     "encode_queries": 2 * 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "report": 1,
                     "all": 1}
-    assert not {"bm25_search", "bm25_negatives"} & set(jobs)
+    assert not {"bm25_search", "bm25_negatives", "train_control"} & set(jobs)
 
 
 def test_one_more_round_runs_only_that_round(demo_run):
     jobs = dry_run(demo_run, {"ance": {"rounds": 3}})
     # Round 3 mines with round 2: its search now covers the training queries (round 2's corpus
     # vectors were intermediate, so they are encoded again); round 3 trains, and its checkpoint is
-    # encoded, searched and evaluated on dev.
-    assert jobs == {"encode_corpus": 2 + 2, "encode_queries": 2 + 1, "dense_search_mining": 1, "dense_search": 1,
-                    "mine_negatives": 1, "train": 1, "evaluate": 2, "metrics": 1, "report": 1, "all": 1}
+    # encoded, searched and evaluated on dev. The control now trains as long as three rounds.
+    assert jobs == {"encode_corpus": 2 + 2 + 2, "encode_queries": 2 + 1 + 1, "dense_search_mining": 1,
+                    "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
+                    "metrics": 1, "report": 1, "all": 1}
 
 
 def test_with_kept_intermediates_one_more_round_reuses_the_vectors(kept_run):
     jobs = dry_run(kept_run, {"ance": {"rounds": 3}})
-    assert jobs == {"encode_corpus": 2, "encode_queries": 1 + 1, "dense_search_mining": 1, "dense_search": 1,
-                    "mine_negatives": 1, "train": 1, "evaluate": 2, "metrics": 1, "report": 1, "all": 1}
+    assert jobs == {"encode_corpus": 2 + 2, "encode_queries": 1 + 1 + 1, "dense_search_mining": 1,
+                    "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
+                    "metrics": 1, "report": 1, "all": 1}
 
 
 def test_editing_the_training_code_reruns_training(demo_run, tmp_path):
@@ -210,7 +216,7 @@ def test_editing_the_training_code_reruns_training(demo_run, tmp_path):
     shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(".venv", "results", ".snakemake", ".git", "__pycache__"))
     (copy / "anceflow/train.py").write_text((copy / "anceflow/train.py").read_text() + "\n# a change\n")
     jobs = dry_run(demo_run, snakefile=copy / "Snakefile")
-    assert jobs["train"] == 3 and "bm25_search" not in jobs and "prepare" not in jobs
+    assert jobs["train"] == 3 and jobs["train_control"] == 1 and "bm25_search" not in jobs and "prepare" not in jobs
 
 
 def test_staleness_one_mines_with_the_checkpoint_before_the_last(tmp_path_factory, tiny_model):
@@ -294,3 +300,64 @@ def test_a_hub_model_is_fetched_once_and_later_jobs_load_it_from_disk(tmp_path, 
     # Nothing asks the hub again: a dry run with the hub gone has nothing to do.
     assert planned_jobs(snakemake("-n", "results/demo/checkpoints/zeroshot", "--configfile", str(cfg),
                                   workdir=tmp_path)) == {}
+
+
+def test_pyserini_faiss_searcher_opens_the_export_and_gives_our_top_10(kept_run):
+    """Target export: the last round's index as Pyserini's FaissSearcher expects (index + docid);
+    searched with our query vectors it returns our run's top-10."""
+    from anceflow.java import import_pyserini
+
+    snakemake("export", "--configfile", str(kept_run / "tiny.yaml"), workdir=kept_run)
+    res = kept_run / "results/demo"
+    folder = res / "export/round-2/pyserini"
+    assert sorted(p.name for p in folder.iterdir()) == ["docid", "index"]
+    import_pyserini()
+    from pyserini.search.faiss import FaissSearcher
+
+    searcher = FaissSearcher(str(folder), None)
+    qids = pd.read_parquet(res / "prepared/queries.dev.parquet")["qid"].tolist()
+    vectors = np.load(res / "embeddings/round-2/queries.dev.npy")
+    hits = searcher.batch_search(vectors, qids, k=10)
+    ours = {}
+    for line in (res / "runs/round-2/dev.trec").read_text().splitlines():
+        qid, _, pid, rank, _, _ = line.split()
+        if int(rank) <= 10:
+            ours.setdefault(qid, []).append(pid)
+    agree = [[h.docid for h in hits[q]] == ours[q] for q in qids]
+    assert sum(agree) >= len(qids) - 1, sum(agree)  # fp32 faiss vs our fp32 GEMM: at most a near-tie apart
+
+
+def test_splits_with_candidates_are_also_reranked(demo_run, tmp_path, tiny_model):
+    """A local dataset with candidates.dev.tsv (here: BM25's top 30): each dense checkpoint's search
+    job also scores exactly those candidates, evaluated as rows with ranking 'rerank'."""
+    src = tmp_path / "data"
+    shutil.copytree(demo_run / "results/demo/source", src)
+    top = [line.split() for line in (demo_run / "results/demo/runs/bm25/dev.trec").read_text().splitlines()]
+    (src / "candidates.dev.tsv").write_text("".join(f"{q}\t{p}\n" for q, _, p, rank, _, _ in top if int(rank) <= 30))
+    config = tiny_demo_config(tiny_model)
+    config.update(dataset={"name": "cand", "source": "local", "path": str(src)}, ance={"rounds": 0},
+                  keep_intermediate=True)
+    snakemake("--configfile", str(write_config(tmp_path / "c.yaml", config)), workdir=tmp_path)
+    res = tmp_path / "results/cand"
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
+    assert list(metrics.columns) == HEADER
+    assert metrics[["system", "ranking"]].values.tolist() == [
+        ["bm25", "full"], ["zeroshot", "full"], ["zeroshot", "rerank"], ["round-0", "full"], ["round-0", "rerank"]]
+    candidates = {}
+    for q, _, p, rank, _, _ in top:
+        if int(rank) <= 30:
+            candidates.setdefault(q, set()).add(p)
+    reranked = {}
+    for line in (res / "runs/round-0/dev.rerank.trec").read_text().splitlines():
+        q, _, p, rank, score, _ = line.split()
+        reranked.setdefault(q, []).append((p, float(score)))
+    assert {q: {p for p, _ in hits} for q, hits in reranked.items()} == candidates
+    # Scores are the checkpoint's inner products, ranked descending.
+    qids = pd.read_parquet(res / "prepared/queries.dev.parquet")["qid"].tolist()
+    pids = pd.read_parquet(res / "prepared/collection.parquet")["pid"].tolist()
+    qv = np.load(res / "embeddings/round-0/queries.dev.npy")
+    dv = np.concatenate([np.load(res / f"embeddings/round-0/corpus.{i}.npy") for i in range(2)]).astype(np.float32)
+    q0 = qids[0]
+    expected = sorted(((p, float(qv[0] @ dv[pids.index(p)])) for p in candidates[q0]), key=lambda x: -x[1])
+    assert [p for p, _ in reranked[q0]] == [p for p, _ in expected]
+    assert np.allclose([s for _, s in reranked[q0]], [s for _, s in expected], atol=1e-4)

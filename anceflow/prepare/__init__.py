@@ -40,19 +40,21 @@ def split_files(splits: Iterable[str]) -> list[str]:
     return [f"{kind}.{split}.parquet" for split in splits for kind in ("queries", "qrels", "candidates")]
 
 
-def document_text(text: str, title: str | None = None, url: str | None = None) -> str:
-    """The text a model or BM25 sees for a document: [url] [title] body, as in BEIR and ANCE."""
-    return " ".join(part for part in (url, title, text) if part)
+def document_text(text: str, title: str | None = None, url: str | None = None, separator: str = " ") -> str:
+    """The text a model or BM25 sees for a document: [url] [title] body joined by ``separator``
+    (a space, as BEIR; the ANCE reference puts the tokenizer's separator token between them)."""
+    return separator.join(part for part in (url, title, text) if part)
 
 
-def iter_documents(collection: str | Path, batch_size: int) -> Iterator[tuple[list[str], list[str]]]:
+def iter_documents(collection: str | Path, batch_size: int, separator: str = " ") -> Iterator[tuple[list[str], list[str]]]:
     """(pids, texts) batches of a prepared ``collection.parquet``, texts as ``document_text`` makes them."""
     pf = pq.ParquetFile(collection)
     columns = [c for c in ("pid", "url", "title", "text") if c in pf.schema_arrow.names]
     for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
         data = batch.to_pydict()
         none = [None] * batch.num_rows
-        yield data["pid"], [document_text(*parts) for parts in zip(data["text"], data.get("title", none), data.get("url", none))]
+        yield data["pid"], [document_text(*parts, separator=separator)
+                            for parts in zip(data["text"], data.get("title", none), data.get("url", none))]
 
 
 class _BatchWriter:
@@ -211,6 +213,8 @@ def prepare_local(src: str | Path, out_dir: str | Path, splits: Iterable[str], *
             qstats["candidates"] = _write_candidates(records, stage / f"candidates.{split}.parquet", cfile, qids, pids,
                                                      None if keep is None else kept)
             stats["splits"][split] = _judged_stats(qstats, qids, kept)
+        _check_splits(stats, train_split, src)
+        _check_overlap(stage, splits, train_split, stats, src)
         _finish(stage, stats)
     return stats
 
@@ -246,8 +250,44 @@ def prepare_beir(src: str | Path, out_dir: str | Path, splits: Iterable[str], *,
                                        pids, kept))
             qstats["candidates"] = _write_candidates(iter(()), stage / f"candidates.{split}.parquet", rfile, kept, pids)
             stats["splits"][split] = _judged_stats(qstats, judged, kept)
+        _check_splits(stats, train_split, src)
+        _check_overlap(stage, splits, train_split, stats, src)
         _finish(stage, stats)
     return stats
+
+
+def _check_splits(stats: dict, train_split: str | None, source: str | Path) -> None:
+    """Stop before any later stage runs: an evaluation split without a relevant judgment (its
+    metrics would be NaN), a training split without a query to train on."""
+    for split, s in stats["splits"].items():
+        if split == train_split and s["judged_queries"] == 0:
+            raise InputError(source, f"training split {split!r} has no query with a judgment above 0: nothing "
+                                     "to train on (check its qrels)")
+        if split != train_split and s["positive_judgments"] == 0:
+            raise InputError(source, f"evaluation split {split!r} has no judgment above 0: its metrics would be "
+                                     "undefined (check its qrels)")
+
+
+def _check_overlap(stage: Path, splits: list[str], train_split: str | None, stats: dict, source: str | Path) -> None:
+    """A training query in an evaluation split is an error (its metrics would not be held out); the
+    same query text in both is counted in stats.json and logged (MS MARCO has a few)."""
+    if train_split not in splits:
+        return
+    train = pq.read_table(stage / f"queries.{train_split}.parquet").to_pydict()
+    train_qids, train_texts = set(train["qid"]), {" ".join(t.lower().split()) for t in train["text"]}
+    for split in splits:
+        if split == train_split:
+            continue
+        table = pq.read_table(stage / f"queries.{split}.parquet").to_pydict()
+        shared = sorted(set(table["qid"]) & train_qids)
+        if shared:
+            raise InputError(source, f"qid {shared[0]!r} is in the training split {train_split!r} and in the "
+                                     f"evaluation split {split!r} ({len(shared)} such queries): its metrics would "
+                                     "not be held out")
+        same = sum(" ".join(t.lower().split()) in train_texts for t in table["text"])
+        stats["splits"][split]["same_text_as_training"] = same
+        if same:
+            log.warning("%d queries of split %r have the same text as a training query", same, split)
 
 
 def _finish(stage: Path, stats: dict) -> None:

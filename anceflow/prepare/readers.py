@@ -38,6 +38,14 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
                 yield lineno, line
 
 
+def check_id(path: str | Path, value: str, what: str, lineno: int) -> str:
+    """An id as given; one with a space, tab or other whitespace inside is an error here (a TREC run
+    separates its fields by whitespace, so such an id would break every run file later)."""
+    if any(c.isspace() for c in value):
+        raise InputError(path, f"{what} {value!r} contains whitespace; ids must not (TREC runs split on it)", lineno)
+    return value
+
+
 def read_collection_tsv(path: str | Path) -> Iterator[dict]:
     """``pid<TAB>text``, ``pid<TAB>title<TAB>text`` or ``pid<TAB>url<TAB>title<TAB>text``.
 
@@ -61,7 +69,7 @@ def read_collection_tsv(path: str | Path) -> Iterator[dict]:
         record = dict(zip(columns, fields))
         if not record["pid"].strip():
             raise InputError(path, "empty pid", lineno)
-        record["pid"] = record["pid"].strip()
+        record["pid"] = check_id(path, record["pid"].strip(), "pid", lineno)
         record["line"] = lineno
         yield record
 
@@ -75,7 +83,7 @@ def read_queries_tsv(path: str | Path) -> Iterator[dict]:
         qid = fields[0].strip()
         if not qid:
             raise InputError(path, "empty qid", lineno)
-        yield {"qid": qid, "text": fields[1], "line": lineno}
+        yield {"qid": check_id(path, qid, "qid", lineno), "text": fields[1], "line": lineno}
 
 
 def read_qrels_tsv(path: str | Path) -> Iterator[dict]:
@@ -115,7 +123,7 @@ def read_beir_corpus(path: str | Path) -> Iterator[dict]:
     """BEIR ``corpus.jsonl``: ``{"_id", "title", "text"}`` per line."""
     for lineno, obj in _json_lines(path):
         yield {
-            "pid": str(obj["_id"]),
+            "pid": check_id(path, str(obj["_id"]), "_id", lineno),
             "title": str(obj.get("title") or ""),
             "text": str(obj.get("text") or ""),
             "line": lineno,
@@ -125,7 +133,8 @@ def read_beir_corpus(path: str | Path) -> Iterator[dict]:
 def read_beir_queries(path: str | Path) -> Iterator[dict]:
     """BEIR ``queries.jsonl``: ``{"_id", "text"}`` per line."""
     for lineno, obj in _json_lines(path):
-        yield {"qid": str(obj["_id"]), "text": str(obj.get("text") or ""), "line": lineno}
+        yield {"qid": check_id(path, str(obj["_id"]), "_id", lineno), "text": str(obj.get("text") or ""),
+               "line": lineno}
 
 
 def read_beir_qrels(path: str | Path) -> Iterator[dict]:

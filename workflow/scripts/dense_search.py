@@ -8,8 +8,10 @@ from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
     inp, p = snakemake.input, snakemake.params
-    splits = [Split(name, queries, rows, depth, out)
-              for (name, depth), queries, rows, out in zip(p.plan, inp.queries, inp.query_rows, snakemake.output)]
+    candidates = iter(inp.candidates)
+    splits = [Split(name, queries, rows, depth, out, next(candidates) if rerank else None)
+              for (name, depth, rerank), queries, rows, out in zip(p.plan, inp.queries, inp.query_rows,
+                                                                   snakemake.output)]
     stats = dense_runs(splits, shards=list(inp.shards), corpus_rows=inp.corpus_rows, collection=inp.collection,
                        tag=snakemake.wildcards.system, chunks=p.chunks, index_path=inp.get("index"), nprobe=p.nprobe,
                        ef_search=p.ef_search, use_gpu=p.use_gpu, max_cpu_hours=p.max_cpu_hours,

@@ -3,10 +3,14 @@ import sys
 
 sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
 
-from anceflow.models import fetch_model
+from anceflow.model_source import fetch_model
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
     p = snakemake.params
-    folder = fetch_model(p.name, snakemake.output[0], revision=p.revision, endpoint=p.endpoint)
+    try:
+        folder = fetch_model(p.name, snakemake.output[0], revision=p.revision, endpoint=p.endpoint)
+    except Exception as exc:
+        raise RuntimeError(f"config key 'model.name_or_path': {p.name!r} is not a local folder and could not be "
+                           f"fetched from the hub ({type(exc).__name__}: {exc})") from exc
     log.info("fetched %s into %s", p.name, folder)

@@ -13,7 +13,8 @@ with script_logging(snakemake) as log:
     p, inp = snakemake.params, snakemake.input
     stats = make_negatives(inp.run, inp.queries, inp.collection, inp.qrels, snakemake.output.negatives, n=p.n,
                            seed=p.seed, depth=p.depth, round_=int(snakemake.wildcards.get("n", 0)),
-                           query_fraction=p.query_fraction, previous=inp.get("previous"))
+                           query_fraction=p.query_fraction, query_selection=p.get("query_selection", "random"),
+                           previous=inp.get("previous"))
     with atomic_path(snakemake.output.stats) as tmp, open(tmp, "w") as fh:
         json.dump(stats, fh, indent=1)
     log.info("negatives: %s", stats)

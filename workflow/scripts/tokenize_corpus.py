@@ -12,6 +12,6 @@ with script_logging(snakemake) as log:
     torch.set_num_threads(snakemake.threads)
     p = snakemake.params
     stats = tokenize_corpus(snakemake.input[0], p.prefix, p.tokenizer, max_len=p.max_len, chunks=p.chunks,
-                            batch_size=p.batch_size)
+                            batch_size=p.batch_size, field_separator=p.field_separator)
     write_meta(snakemake.output.meta, stats)
     log.info("tokenized corpus: %s", stats)
