@@ -45,20 +45,20 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
-def resolve_precision(device: torch.device, precision: str = "auto", *, inference: bool = False) -> str:
-    """Resolve "auto": bf16 on CUDA (fp16 where bf16 is missing). On CPU, bf16 for inference when
-    the CPU has native bf16 (2.6x faster encoding; SciFact nDCG@10 within 0.001 of fp32, see
-    BENCHMARKS.md), otherwise fp32; CPU training stays fp32."""
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """Resolve "auto": bf16 on CUDA (fp16 where bf16 is missing); on CPU bf16 where the CPU has
+    native bf16, for encoding (2.6x faster; SciFact nDCG@10 within 0.001 of fp32) and for training
+    (autocast only: weights, optimizer, scores and loss stay fp32; BENCHMARKS.md), otherwise fp32."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if inference and cpu_has_native_bf16() else "fp32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-def autocast(device: torch.device, precision: str = "auto", *, inference: bool = False):
+def autocast(device: torch.device, precision: str = "auto"):
     """An autocast context for the resolved precision (none for fp32)."""
-    precision = resolve_precision(device, precision, inference=inference)
+    precision = resolve_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -116,7 +116,7 @@ def encode_rows(model: DualEncoder, table: TokenTable, rows: np.ndarray, out: np
         for start in range(0, len(rows), batch_size):
             pick = order[start : start + batch_size]
             ids, mask = pad_batch(table, rows[pick], pad_id, pad_multiple(device))
-            with autocast(device, precision, inference=True):
+            with autocast(device, precision):
                 pending.append((pick, model.encode(to_device(ids, device), to_device(mask, device), side)))
             if len(pending) >= (flush_every if device.type == "cuda" else 1):
                 flush()

@@ -14,6 +14,7 @@ mining holds ~0.4 GB of run plus ~0.2 GB of judgments and output, not tens of GB
 from __future__ import annotations
 
 import zlib
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def sample_negatives(rows: np.ndarray, qids: list[str], judged: Judged, *, n: in
     the 1-based rank of its best-ranked positive in the top ``depth`` (0 if absent).
     """
     stats = {"pairs": 0, "pairs_without_negatives": 0, "queries_missing_from_run": 0, "positives_in_topk": 0}
-    out_q, out_pos, counts, picked, ranks = [], [], [], [], []
+    # Machine integers, not Python objects: MS MARCO's 10.6M picks are 85 MB here, ~380 MB in a list.
+    out_q, out_pos, counts, picked, ranks = (array("q") for _ in range(5))
     for j, qi in enumerate(judged.queries.tolist()):
         positives = judged.positives[judged.offsets[j]:judged.offsets[j + 1]].tolist()
         if not positives:
@@ -168,11 +170,12 @@ def sample_negatives(rows: np.ndarray, qids: list[str], judged: Judged, *, n: in
             out_pos.append(pos)
             counts.append(len(picks))
             picked.extend(pool[i] for i in picks)
-    negatives = Negatives(np.asarray(out_q, dtype=np.int64), np.asarray(out_pos, dtype=np.int64),
-                          np.r_[0, np.cumsum(counts, dtype=np.int64)], np.asarray(picked, dtype=np.int64))
+    negatives = Negatives(np.frombuffer(out_q, dtype=np.int64), np.frombuffer(out_pos, dtype=np.int64),
+                          np.r_[0, np.cumsum(np.frombuffer(counts, dtype=np.int64))],
+                          np.frombuffer(picked, dtype=np.int64))
     stats["examples"] = len(negatives)
     stats["mean_negatives"] = float(np.mean(counts)) if counts else 0.0
-    stats["positive_ranks"] = ranks
+    stats["positive_ranks"] = list(ranks)
     return negatives, stats
 
 

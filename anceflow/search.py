@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -73,8 +73,6 @@ class Split:
     depth: int
     out: str | Path
     candidates: str | Path | None = None   # set: rerank this candidate list (qid, pid, rank) instead
-    scores: np.ndarray | None = field(default=None, repr=False)
-    docs: np.ndarray | None = field(default=None, repr=False)
 
 
 class CpuTooSlowError(RuntimeError):
@@ -355,18 +353,18 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
             save_rows(split.out, docs)
         else:
             write_trec(split.out, qids, pids, scores, docs, tag)
-        split.scores, split.docs = scores, docs
         stats["splits"][split.name] = {"queries": len(qids), "depth": split.depth, "searched_rows": k}
     if reranks:
         doc_rows = corpus_documents(str(corpus_rows).removesuffix(".rows.parquet"))[1]
         for split in reranks:
             ranked = rerank_candidates(shards, np.load(split.queries, mmap_mode="r"), split.query_rows,
                                        split.candidates, pids, doc_rows)
-            with atomic_path(split.out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-                for qid, scores, docs in ranked:
-                    names = pids.take(pa.array(docs)).to_pylist()
-                    fh.writelines(f"{qid} Q0 {n} {r} {v:.6f} {tag}\n" for r, (n, v) in enumerate(zip(names, scores.tolist()), 1))
-            stats["splits"][f"{split.name} (rerank)"] = {"queries": len(ranked),
-                                                         "candidates": int(sum(len(d) for _, _, d in ranked))}
+            width = max((len(d) for _, _, d in ranked), default=0)
+            scores = np.full((len(ranked), width), -np.inf, dtype=np.float32)
+            docs = np.full((len(ranked), width), -1, dtype=np.int64)
+            for i, (_, s, d) in enumerate(ranked):
+                scores[i, :len(s)], docs[i, :len(d)] = s, d
+            write_trec(split.out, [qid for qid, _, _ in ranked], pids, scores, docs, tag)
+            stats["splits"][f"{split.name} (rerank)"] = {"queries": len(ranked), "candidates": int((docs >= 0).sum())}
     log.info("searched with %s: %s", how, stats)
     return stats

@@ -81,6 +81,7 @@ class TrainSettings:
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     precision: str = "auto"
+    attention_dropout: str = "auto"        # auto: the model's on GPUs, off on CPUs; model; off
     gradient_checkpointing: bool = False
     temperature: float | None = None
     save_every: int = 100
@@ -197,6 +198,24 @@ def contrastive_loss(q: torch.Tensor, d: torch.Tensor, n_docs: int, in_batch: bo
     return torch.nn.functional.cross_entropy(scores.float() / temperature, target)
 
 
+def disable_attention_dropout(model: torch.nn.Module) -> int:
+    """Set the dropout on attention probabilities to 0 (the hidden-state dropouts stay).
+
+    On CPUs torch has no fused attention kernel with dropout: with it, scaled-dot-product
+    attention falls back to materialising the [batch, heads, length, length] probabilities and
+    drawing a random mask over them, which is ~60% of a MiniLM training step at length 256
+    (BENCHMARKS.md, training). GPUs fuse it, so ``train.attention_dropout: auto`` keeps it there.
+    Returns the number of attention modules changed (Hugging Face BERT/RoBERTa-style ``*SelfAttention``).
+    """
+    changed = 0
+    for module in model.modules():
+        if type(module).__name__.endswith("SelfAttention") and isinstance(getattr(module, "dropout", None),
+                                                                           torch.nn.Dropout):
+            module.dropout.p = 0.0
+            changed += 1
+    return changed
+
+
 def document_batch(data: "TrainingData", docs: np.ndarray, pad_id: int, multiple: int):
     """Padded token rows of ``docs`` (collection rows): their first rows for FirstP; for MaxP every
     chunk, as ``[len(docs) * C]`` rows (padding rows for missing chunks) plus the chunk mask."""
@@ -275,6 +294,10 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if s.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    if s.attention_dropout == "off" or (s.attention_dropout == "auto" and device.type == "cpu"):
+        turned_off = disable_attention_dropout(model)
+        log.info("attention-probability dropout off in %d attention modules (train.attention_dropout: %s)",
+                 turned_off, s.attention_dropout)
     temperature = s.temperature or (0.05 if model.spec.similarity == "cosine" else 1.0)
     data = _training_data(s, rank, world)
     if s.epochs:

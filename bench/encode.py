@@ -91,7 +91,7 @@ def main() -> int:
     cosine = float(np.mean(np.sum(mine * ref, axis=1) / (np.linalg.norm(mine, axis=1) * np.linalg.norm(ref, axis=1))))
     from anceflow.encode import resolve_precision
 
-    resolved = resolve_precision(torch.device("cpu"), args.precision, inference=True)
+    resolved = resolve_precision(torch.device("cpu"), args.precision)
     name = "encode" if args.precision == "auto" else f"encode-{args.precision}"
     out = Figures(name, f"Encoding: ours vs sentence-transformers (precision {args.precision})")
     out(f"{len(texts)} SciFact passages, {tokens} tokens (max length {args.max_len}), batch {args.batch_size}, "

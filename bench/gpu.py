@@ -169,7 +169,7 @@ def bench_encode(out: Figures, ckpt: Path, prefix: Path, device: torch.device, a
                 if pad_to:
                     ids = torch.nn.functional.pad(ids, (0, pad_to - ids.shape[1]), value=1)
                     mask = torch.nn.functional.pad(mask, (0, pad_to - mask.shape[1]), value=0)
-                with autocast(device, "auto", inference=True):
+                with autocast(device, "auto"):
                     model.encode(ids.to(device), mask.to(device), "doc").float().cpu()
         sync(device)
         return time.perf_counter() - t

@@ -120,16 +120,21 @@ def st_dataset(res: Path, inputs: dict, n: int):
                                        "negative": [d_text[r] for r in rows[:, 2]]})
 
 
+#: Our trainer with its defaults, and (--ablations) as it was before each change.
+OURS = {"ours": {}, "ours-fp32-dropout": {"precision": "fp32", "attention_dropout": "model"},
+        "ours-bf16-dropout": {"attention_dropout": "model"}}
+
+
 def child(which: str, res: Path, steps: int, batch_size: int, threads: int, max_len: int) -> dict:
     torch.set_num_threads(threads)
     inputs = workflow_inputs(res, max_len)
-    if which == "ours":
+    if which in OURS:
         from anceflow.train import TrainSettings, train
 
         with tempfile.TemporaryDirectory() as tmp:
             s = TrainSettings(**inputs, out_dir=f"{tmp}/out", log_csv=f"{tmp}/log.csv", state_dir=f"{tmp}/state",
                               steps=steps, batch_size=batch_size, negatives_per_example=1, lr=2e-5, log_every=1,
-                              save_every=10**9, threads=threads)
+                              save_every=10**9, threads=threads, **OURS[which])
             train(s, progress=False)
             ends = ours_step_ends(s.log_csv)
         return {"ends": ends, "peak_mb": peak_memory_mb(torch.device("cpu"))}
@@ -164,7 +169,9 @@ def child(which: str, res: Path, steps: int, batch_size: int, threads: int, max_
 
 
 SETTINGS = {256: REPO / "bench/configs/scifact-minilm.yaml", 128: REPO / "bench/configs/scifact-minilm-128.yaml"}
-WHO = {"ours": "ours (anceflow, pipeline defaults)", "st": "sentence-transformers trainer (MNRL, defaults)"}
+WHO = {"ours": "ours (anceflow, pipeline defaults)", "st": "sentence-transformers trainer (MNRL, defaults)",
+       "ours-fp32-dropout": "  ours in fp32 with attention dropout (before)",
+       "ours-bf16-dropout": "  ours in bf16 with attention dropout"}
 
 
 def main() -> int:
@@ -175,6 +182,7 @@ def main() -> int:
         ap.add_argument("--threads", type=int, default=torch.get_num_threads())
         ap.add_argument("--repeats", type=int, default=2)
         ap.add_argument("--lengths", default="256,128", help="settings to run (256 is the pipeline default)")
+        ap.add_argument("--ablations", action="store_true", help="also ours as it was before each change")
         ap.add_argument("--child", choices=list(WHO), help=argparse.SUPPRESS)
         ap.add_argument("--max-len", type=int, default=256, help=argparse.SUPPRESS)
 
@@ -198,9 +206,10 @@ def main() -> int:
         tok = f"{res}/tokens/all-MiniLM-L6-v2.q{max_len}.d{max_len}"
         run_targets(config, f"{res}/negatives/round-0.parquet", f"{res}/checkpoints/zeroshot",
                     f"{tok}/corpus.tokens.npy", f"{tok}/queries.train.tokens.npy")
-        results = {who: [] for who in WHO}
+        runs = ["ours", "st"] + (["ours-fp32-dropout", "ours-bf16-dropout"] if args.ablations else [])
+        results = {who: [] for who in runs}
         for _ in range(args.repeats):
-            for who in WHO:
+            for who in runs:
                 cmd = [sys.executable, __file__, "--child", who, "--max-len", str(max_len), "--steps", str(args.steps),
                        "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -209,11 +218,11 @@ def main() -> int:
                 results[who].append(json.loads(proc.stdout.splitlines()[-1]))
         rate = {}
         out(f"length {max_len}:")
-        for who, runs in results.items():
-            rates = [steady_rate(r["ends"], args.batch_size, args.skip) for r in runs]
+        for who, measured in results.items():
+            rates = [steady_rate(r["ends"], args.batch_size, args.skip) for r in measured]
             rate[who] = max(rates)
             out(f"  {WHO[who]:<48} {rate[who]:6.2f} examples/s  ({', '.join(f'{x:.2f}' for x in rates)})  "
-                f"peak RSS {min(r['peak_mb'] for r in runs):,.0f} MB")
+                f"peak RSS {min(r['peak_mb'] for r in measured):,.0f} MB")
         ratios[max_len] = rate["ours"] / rate["st"]
         out(f"  ours / sentence-transformers = {ratios[max_len]:.3f}")
     out.record(args)

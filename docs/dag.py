@@ -1,7 +1,7 @@
 """Draw the ANCE rounds part of the job DAG for staleness 0 and 1 (docs/img/rounds-s*.svg).
 
-Runs `snakemake --dag dot` on a dry run, keeps the jobs of the loop (train, encode, index,
-mining search, mine), contracts the rest, and prints the jobs by "wave": jobs in the same wave
+Runs a dry run, keeps the jobs of the loop (train, the bm25neg control, encode, the mining
+checkpoints' search, mine), contracts the rest, and prints the jobs by "wave": jobs in the same wave
 depend on nothing in it, so they can run at the same time (on separate GPUs on a cluster).
 
     python docs/dag.py        (needs graphviz's `dot` to draw; the waves print without it)
@@ -18,7 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KEEP = ("train", "encode_corpus", "build_index", "dense_search", "mine_negatives", "bm25_negatives", "init_model")
+KEEP = ("train", "train_control", "encode_corpus", "dense_search_mining", "mine_negatives", "bm25_negatives",
+        "init_model")
 
 
 def job_graph(staleness: int, rounds: int, workdir: Path):
@@ -45,11 +46,7 @@ def job_graph(staleness: int, rounds: int, workdir: Path):
 def contract(labels, edges):
     """Keep the loop's jobs; connect kept jobs that were linked through dropped ones."""
     def keep(node):
-        label = labels[node]
-        rule = label.split(" ")[0]
-        if rule == "dense_search":
-            return label.endswith(" train")  # the mining searches
-        return rule in KEEP
+        return labels[node].split(" ")[0] in KEEP
 
     parents = defaultdict(set)
     for a, b in edges:

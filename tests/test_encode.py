@@ -69,15 +69,14 @@ def test_float16_storage(checkpoint, small_data, tmp_path):
     np.testing.assert_allclose(half.astype(np.float32), np.load(full), atol=2e-3)
 
 
-def test_auto_precision_is_bf16_only_for_inference_on_cpus_with_native_bf16():
+def test_auto_precision_is_bf16_on_cpus_with_native_bf16():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_precision(cpu, "auto", inference=True) == ("bf16" if cpu_has_native_bf16() else "fp32")
-    assert resolve_precision(cpu, "auto") == "fp32"  # CPU training stays fp32
-    assert resolve_precision(cpu, "fp32", inference=True) == "fp32"
+    assert resolve_precision(cpu, "auto") == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision(cpu, "fp32") == "fp32"
     assert resolve_precision(cuda, "fp16") == "fp16"
     with autocast(cpu, "bf16"):
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.bfloat16
-    with autocast(cpu, "fp32", inference=True):
+    with autocast(cpu, "fp32"):
         assert torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype == torch.float32
 
 
