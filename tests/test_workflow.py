@@ -320,11 +320,20 @@ def test_pyserini_faiss_searcher_opens_the_export_and_gives_our_top_10(kept_run)
     hits = searcher.batch_search(vectors, qids, k=10)
     ours = {}
     for line in (res / "runs/round-2/dev.trec").read_text().splitlines():
-        qid, _, pid, rank, _, _ = line.split()
+        qid, _, pid, rank, score, _ = line.split()
         if int(rank) <= 10:
-            ours.setdefault(qid, []).append(pid)
-    agree = [[h.docid for h in hits[q]] == ours[q] for q in qids]
-    assert sum(agree) >= len(qids) - 1, sum(agree)  # fp32 faiss vs our fp32 GEMM: at most a near-tie apart
+            ours.setdefault(qid, []).append((pid, float(score)))
+    exact = 0
+    for q in qids:
+        theirs = [(h.docid, float(h.score)) for h in hits[q]]
+        # A tiny random model scores many passages within float noise of each other, so the
+        # order may differ at a near-tie (which one wins depends on the GEMM's summation order);
+        # the score at every rank must agree, and every hit clear of the cut must be in both.
+        np.testing.assert_allclose([s for _, s in theirs], [s for _, s in ours[q]], rtol=1e-4, atol=1e-4)
+        cut = ours[q][-1][1] + 1e-4
+        assert {d for d, s in theirs if s > cut} == {d for d, s in ours[q] if s > cut}, q
+        exact += [d for d, _ in theirs] == [d for d, _ in ours[q]]
+    assert exact >= len(qids) // 2, exact
 
 
 def test_splits_with_candidates_are_also_reranked(demo_run, tmp_path, tiny_model):
