@@ -55,15 +55,15 @@ def read_trec_rows(path: str | Path, qids: pa.Array, pids: pa.Array, depth: int,
                    block_size: int = 64 << 20) -> np.ndarray:
     """A TREC run (``qid Q0 pid rank score tag``, single spaces) as int32 rows ``[len(qids), depth]``.
 
-    Streams the file in blocks, so memory is the output array plus one block. Each query's
-    lines must be contiguous (as Anserini and this project write them); within a query, hits
-    are re-ranked by score descending, ties by pid descending (trec_eval's order).
+    Reads the file in blocks of whole lines, so memory is the output array plus one block. Each
+    query's lines must be contiguous (as Anserini and this project write them); within a query,
+    hits are re-ranked by score descending, ties by pid descending (trec_eval's order).
     """
     rows = np.full((len(qids), depth), -1, dtype=np.int32)
     seen = np.zeros(len(qids), dtype=bool)
     tie_key = id_rank(pids, descending=True)
     options = dict(
-        read_options=pacsv.ReadOptions(column_names=TREC_COLUMNS, block_size=block_size),
+        read_options=pacsv.ReadOptions(column_names=TREC_COLUMNS, use_threads=False),
         parse_options=pacsv.ParseOptions(delimiter=" ", quote_char=False),
         convert_options=pacsv.ConvertOptions(column_types={"qid": pa.string(), "pid": pa.string(),
                                                            "score": pa.float64()},
@@ -84,13 +84,14 @@ def read_trec_rows(path: str | Path, qids: pa.Array, pids: pa.Array, depth: int,
         rows[q[keep], rank[keep]] = d[keep]
 
     try:
-        reader = pacsv.open_csv(path, **options)
-        for batch in reader:
+        for batch in _line_blocks(path, block_size):
+            batch = pacsv.read_csv(pa.BufferReader(batch), **options)
             if batch.num_rows == 0:
                 continue
-            q = lookup(batch.column("qid"), qids, what="qid", source=path, where="the queries of the split")
-            d = lookup(batch.column("pid"), pids, what="pid", source=path, where="the collection")
-            s = batch.column("score").to_numpy(zero_copy_only=False)
+            q = lookup(batch.column("qid").combine_chunks(), qids, what="qid", source=path,
+                       where="the queries of the split")
+            d = lookup(batch.column("pid").combine_chunks(), pids, what="pid", source=path, where="the collection")
+            s = batch.column("score").to_numpy()
             if carry is not None:
                 q, d, s = (np.concatenate([a, b]) for a, b in zip(carry, (q, d, s)))
             last = np.flatnonzero(q != q[-1])
@@ -115,6 +116,22 @@ def load_rows(path: str | Path) -> np.ndarray:
     if rows.ndim != 2 or rows.dtype != np.int32:
         raise InputError(path, f"expected an int32 [queries, k] array, found {rows.dtype} {rows.shape}")
     return rows
+
+
+def _line_blocks(path: str | Path, block_size: int):
+    """The file as blocks of about ``block_size`` bytes that end at a line end. (pyarrow's own
+    streaming CSV reader held 2-3 GB of parsed blocks on a 3.6 GB run, whatever its options;
+    parsing one block at a time holds one: bench/negatives_size.py.)"""
+    with open(path, "rb") as fh:
+        tail = b""
+        while chunk := fh.read(block_size):
+            chunk = tail + chunk
+            cut = chunk.rfind(b"\n") + 1
+            if cut:
+                yield memoryview(chunk)[:cut]
+            tail = chunk[cut:]
+        if tail.strip():
+            yield tail
 
 
 def rows_from_ranking(ranking: dict[str, list[str]], qids: list[str], pids: list[str], depth: int) -> np.ndarray:

@@ -132,10 +132,12 @@ def test_trec_rows_rank_as_trec_eval(tmp_path):
     lines = [("q2", "m1", 1, 3.0), ("q2", "m3", 2, 3.0), ("q2", "m2", 3, 5.0),
              ("q1", "n1", 1, 9.0), ("q1", "n2", 2, 8.0), ("q1", "p1", 3, 8.0), ("q1", "x", 4, 1.0)]
     path = write_trec(tmp_path / "run.trec", lines)
-    for block_size in (1 << 20, 64):
-        rows = read_trec_rows(path, pa.array(QIDS), pa.array(PIDS), 3, block_size=block_size)
+    unterminated = tmp_path / "unterminated.trec"  # no line end after the last hit
+    unterminated.write_text(path.read_text().rstrip("\n"))
+    for run, block_size in [(path, 1 << 20), (path, 64), (path, 5), (unterminated, 64), (unterminated, 1 << 20)]:
+        rows = read_trec_rows(run, pa.array(QIDS), pa.array(PIDS), 3, block_size=block_size)
         named = [[PIDS[d] for d in r if d >= 0] for r in rows]
-        assert named == [["n1", "p1", "n2"], ["m2", "m3", "m1"], [], [], []]
+        assert named == [["n1", "p1", "n2"], ["m2", "m3", "m1"], [], [], []], (run.name, block_size)
 
 
 @pytest.mark.parametrize("lines, message", [
