@@ -93,7 +93,7 @@ def test_demo_pipeline_runs_through_sbatch(slurm, tiny_model, tmp_path):
     for job, rule in sorted(remote.items(), key=lambda kv: int(kv[0])):
         print(f"  {job:>3} {rule:<16} {jobs[job]}")
     metrics = pd.read_csv(tmp_path / "results/demo/metrics.tsv", sep="\t")
-    assert metrics["system"].tolist() == ["bm25", "zeroshot", "round-0", "round-1"]
+    assert metrics["system"].tolist() == ["bm25", "zeroshot", "round-0", "round-1", "bm25neg"]
     logs = list((tmp_path / ".snakemake/slurm_logs").rglob("*.log"))
     assert {p.stem for p in logs} >= set(jobs.values())  # one log per SLURM job, named by its id
 
