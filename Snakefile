@@ -5,8 +5,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# Relative to the Snakefile, so the workflow also runs from another directory (--directory).
-configfile: f"{workflow.basedir}/config/config.yaml"
+# The repository root: this file's folder, also when this file is included (workflow/Snakefile, the
+# workflow catalog's entry point) or used as a module from another workflow.
+ANCEFLOW_DIR = str(workflow.current_basedir)
+
+
+# Relative to this file, so the workflow also runs from another directory (--directory).
+configfile: f"{ANCEFLOW_DIR}/config/config.yaml"
 
 
 include: "rules/common.smk"

@@ -16,7 +16,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# workflow/schemas/config.schema.yaml, reached through the package (anceflow/data/ links to it in the
+# repository and holds a copy in an installed wheel), so a non-editable install finds it too.
+SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):

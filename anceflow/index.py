@@ -37,7 +37,6 @@ import os
 from pathlib import Path
 from typing import Sequence, Union
 
-import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -58,6 +57,24 @@ _MIN_POINTS_PER_CENTROID = 39
 Shard = Union[str, os.PathLike, np.ndarray]
 
 
+class _Faiss:
+    """The faiss module, imported on first use. Exact search needs only torch, so the workflow runs
+    without faiss (an extra: ``anceflow[cpu]`` or ``anceflow[gpu]``) until an approximate index type
+    or the Pyserini export asks for it; then the error says what to install."""
+
+    def __getattr__(self, name):
+        try:
+            import faiss
+        except ImportError as err:
+            raise ImportError("approximate index types (index.type) and the Pyserini export need faiss: "
+                              "pip install 'anceflow[cpu]' (faiss-cpu) or 'anceflow[gpu]' (faiss-gpu), "
+                              "one of the two: they ship the same module") from err
+        return getattr(faiss, name)
+
+
+faiss = _Faiss()
+
+
 class GpuUnavailableError(RuntimeError):
     """``use_gpu=True`` was requested but faiss has no usable GPU."""
 
@@ -66,8 +83,11 @@ class GpuUnavailableError(RuntimeError):
 
 def gpu_available() -> bool:
     """True when this faiss build has GPU support and sees at least one GPU."""
-    if not hasattr(faiss, "StandardGpuResources"):
-        return False  # faiss-cpu build
+    try:
+        if not hasattr(faiss, "StandardGpuResources"):
+            return False  # faiss-cpu build
+    except ImportError:  # no faiss at all: exact search runs in torch
+        return False
     try:
         return faiss.get_num_gpus() > 0
     except Exception:  # a GPU build on a machine without a working driver

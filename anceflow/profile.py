@@ -22,7 +22,9 @@ from pathlib import Path
 
 import yaml
 
-REPO_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "slurm" / "config.yaml"
+# profiles/slurm/config.yaml, reached through the package (a link in the repository, a copy in an
+# installed wheel).
+REPO_PROFILE = Path(__file__).resolve().parent / "data" / "slurm-profile.yaml"
 
 
 def gpu_rules(profile: dict) -> list[str]:
@@ -66,7 +68,7 @@ def install(name: str = "slurm", force: bool = False, **site) -> Path:
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists; pass --force to replace it")
     folder.mkdir(parents=True, exist_ok=True)
-    header = (f"# Written by `python -m anceflow.profile install` from {REPO_PROFILE}\n"
+    header = ("# Written by `python -m anceflow.profile install` from anceflow's profiles/slurm/config.yaml\n"
               "# plus this site's values. Re-run it (with --force) after updating the repository.\n")
     target.write_text(header + yaml.safe_dump(site_profile(**site), sort_keys=False))
     return target

@@ -5,7 +5,7 @@ import sys
 
 # The logic lives in the anceflow package at the repo root (scripts find it the same way,
 # through snakemake.scriptdir, so it works inside per-rule conda envs too).
-sys.path.insert(0, workflow.basedir)
+sys.path.insert(0, ANCEFLOW_DIR)
 
 from anceflow import config as anceflow_config
 from anceflow.digest import source_digest

@@ -1,0 +1,110 @@
+"""Report: metrics against the round, loss curves, and per-round mining diagnostics."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on cluster nodes
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from anceflow.io import atomic_path  # noqa: E402
+
+PLOTTED = ["mrr@10", "ndcg@10", "recall@100", "hole@10"]
+
+
+def round_number(system: str) -> int | None:
+    match = re.fullmatch(r"round-(\d+)", system)
+    return int(match.group(1)) if match else None
+
+
+def save_png(fig, out_png: str | Path) -> None:
+    """Lay out, write atomically, and free a figure."""
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def full_ranking(metrics_tsv: str | Path) -> pd.DataFrame:
+    """The rows of metrics.tsv that rank the whole collection (not reranked candidate lists)."""
+    df = pd.read_csv(metrics_tsv, sep="\t", dtype={"split": str})
+    return (df[df["ranking"] == "full"] if "ranking" in df else df).copy()
+
+
+def plot_metrics(metrics_tsv: str | Path, out_png: str | Path) -> None:
+    """One panel per (split, metric): the rounds as a line; BM25, zero-shot and the BM25-negative
+    control (as long as all rounds) as horizontal lines."""
+    df = full_ranking(metrics_tsv)
+    df["round"] = df["system"].map(round_number)
+    splits = list(dict.fromkeys(df["split"]))
+    fig, axes = plt.subplots(len(splits), len(PLOTTED), figsize=(4 * len(PLOTTED), 3.2 * len(splits)), squeeze=False)
+    for i, split in enumerate(splits):
+        part = df[df["split"] == split]
+        rounds = part.dropna(subset=["round"]).sort_values("round")
+        for j, metric in enumerate(PLOTTED):
+            ax = axes[i][j]
+            ax.plot(rounds["round"].astype(int), rounds[metric], marker="o", label="ANCE rounds")
+            for system, style, color in (("bm25", "--", "gray"), ("zeroshot", ":", "black"),
+                                         ("bm25neg", "-.", "tab:red")):
+                row = part[part["system"] == system]
+                if len(row):
+                    ax.axhline(float(row[metric].iloc[0]), linestyle=style, color=color, label=system)
+            ax.set_title(f"{metric} ({split})")
+            ax.set_xlabel("round (0 = warmup)")
+            ax.set_xticks(rounds["round"].astype(int).tolist())
+            ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="small")
+    save_png(fig, out_png)
+
+
+def plot_losses(log_csvs: list[str | Path], out_png: str | Path) -> None:
+    """Training loss of every round against the cumulative step (the bm25neg control starts where
+    round 0 ends, as round 1 does)."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    offset, warmup_end = 0, 0
+    for path in log_csvs:
+        log = pd.read_csv(path)
+        name = Path(path).name.split(".")[0]
+        if len(log):
+            start = warmup_end if name == "bm25neg" else offset
+            ax.plot(log["step"] + start, log["loss"], label=name, linewidth=1)
+            if name != "bm25neg":
+                offset += int(log["step"].max())
+            if name == "round-0":
+                warmup_end = offset
+    ax.set_xlabel("step (rounds one after another)")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", ncol=4)
+    save_png(fig, out_png)
+
+
+def rounds_table(stats_jsons: list[str | Path], log_csvs: list[str | Path], metrics_tsv: str | Path) -> pd.DataFrame:
+    """One row per round: its mining diagnostics, final training loss, and eval metrics."""
+    metrics = full_ranking(metrics_tsv)
+    rows = []
+    for stats_path, log_path in zip(stats_jsons, log_csvs):
+        stats = json.loads(Path(stats_path).read_text())
+        log = pd.read_csv(log_path)
+        n = stats.get("round", 0)
+        row = {"round": n, "mined_queries": stats["queries"], "pairs_with_negatives": stats["examples"],
+               "positives_removed": stats["positives_removed"],
+               "positive_rank_mean": stats["positive_rank_mean"], "positive_rank_median": stats["positive_rank_median"],
+               "overlap_with_previous": stats["overlap_with_previous"],
+               "final_loss": float(log["loss"].iloc[-1]) if len(log) else None}
+        for _, m in metrics[metrics["system"] == f"round-{n}"].iterrows():
+            row[f"ndcg@10 ({m['split']})"] = m["ndcg@10"]
+            row[f"mrr@10 ({m['split']})"] = m["mrr@10"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
