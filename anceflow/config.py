@@ -16,12 +16,14 @@ from typing import Any
 import jsonschema
 import yaml
 
+from anceflow.errors import PermanentError
+
 # workflow/schemas/config.schema.yaml, reached through the package (anceflow/data/ links to it in the
 # repository and holds a copy in an installed wheel), so a non-editable install finds it too.
 SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(PermanentError, ValueError):
     """An invalid configuration value; the message names the key."""
 
 

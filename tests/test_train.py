@@ -127,8 +127,10 @@ def weights(folder: Path) -> dict:
 def test_training_lowers_the_loss_and_writes_a_checkpoint(uninterrupted):
     out, summary = uninterrupted
     log = pd.read_csv(out / "log.csv")
-    assert list(log.columns) == ["step", "loss", "lr", "examples_per_s", "elapsed_s"]
+    assert list(log.columns) == ["step", "loss", "lr", "examples_per_s", "elapsed_s", "global_step"]
     assert log["step"].tolist() == list(range(1, 17))
+    assert log["global_step"].tolist() == list(range(1, 17))  # from a pretrained model: global = own steps
+    assert json.loads((out / "ckpt/trainer_state.json").read_text())["global_step"] == 16
     assert log["loss"].iloc[-4:].mean() < log["loss"].iloc[:4].mean()
     assert (out / "ckpt/model.safetensors").exists() and not (out / "state").exists()
     assert summary["resumed_from"] == 0
@@ -167,6 +169,9 @@ def test_interrupted_run_resumes_and_matches_the_uninterrupted_one(small_data, i
     stopped_at = state["step"]
     assert 0 < stopped_at < 400
     assert not (out / "ckpt").exists()
+    # The log was written as training went (log_every 1): every step up to where it stopped.
+    live = pd.read_csv(out / "log.csv")["step"].tolist()
+    assert live[:stopped_at] == list(range(1, stopped_at + 1))
 
     summary = train(settings(small_data, init, out, steps=400), progress=False)
     assert summary["resumed_from"] == stopped_at
@@ -398,3 +403,19 @@ def test_attention_dropout_off_changes_only_the_attention_probabilities(init):
     assert changed and all(name.endswith("attention.self.dropout") for name in changed)
     assert all(after[name] == before[name] > 0 for name in before if name not in changed)
     assert model.query_encoder.config.attention_probs_dropout_prob == before[sorted(changed)[0]]
+
+
+def test_a_round_continues_the_global_step_and_writes_its_own_tensorboard_run(small_data, uninterrupted, tmp_path):
+    """Round n starts from round n-1's checkpoint: its log and TensorBoard curve continue at the
+    global step where that training ended, in a TensorBoard run of its own."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first, _ = uninterrupted
+    s = settings(small_data, first / "ckpt", tmp_path, steps=6, tensorboard_dir=str(tmp_path / "tb/round-1"))
+    train(s, progress=False)
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert log["step"].tolist() == list(range(1, 7)) and log["global_step"].tolist() == list(range(17, 23))
+    events = EventAccumulator(str(tmp_path / "tb/round-1"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(17, 23))
+    assert json.loads((tmp_path / "ckpt/trainer_state.json").read_text())["global_step"] == 22

@@ -370,3 +370,61 @@ def test_splits_with_candidates_are_also_reranked(demo_run, tmp_path, tiny_model
     expected = sorted(((p, float(qv[0] @ dv[pids.index(p)])) for p in candidates[q0]), key=lambda x: -x[1])
     assert [p for p, _ in reranked[q0]] == [p for p, _ in expected]
     assert np.allclose([s for _, s in reranked[q0]], [s for _, s in expected], atol=1e-4)
+
+
+# --------------------------------------------------------------------------- script glue: no pointless retries
+
+def fake_job(tmp_path: Path, inputs: list[Path], **params):
+    """What workflow/scripts see as `snakemake`, for anceflow.workflow.script_logging."""
+    from types import SimpleNamespace
+
+    from snakemake.iocontainers import Namedlist
+
+    return SimpleNamespace(rule="prepare", input=Namedlist([str(p) for p in inputs]), log=[str(tmp_path / "job.log")],
+                           params=Namedlist(fromdict=params), wildcards=Namedlist(), threads=1,
+                           resources=Namedlist(fromdict={"mem_mb": 1000, "runtime": 10, "_cores": 1}))
+
+
+def run_job(job, error: BaseException | None):
+    from anceflow.workflow import script_logging
+
+    calls = []
+    with script_logging(job) as log:
+        calls.append(1)
+        log.info("working")
+        if error is not None:
+            raise error
+    return calls
+
+
+def test_a_permanent_failure_is_not_redone_by_a_retry(tmp_path, capsys):
+    """Bad input fails the job and leaves a marker; the same job with the same inputs, settings and
+    code then fails at once (a retry, or a re-run before anything was fixed) without doing the
+    work; a changed input runs again; an error that may pass (e.g. out of memory) leaves no marker."""
+    from anceflow.errors import InputError
+    from anceflow.workflow import permanent_failure_marker
+
+    data = tmp_path / "collection.tsv"
+    data.write_text("1\ta\n1\tb\n")
+    job = fake_job(tmp_path, [data], source="local")
+    with pytest.raises(InputError):
+        run_job(job, InputError(data, "duplicate pid '1'", 2))
+    marker = permanent_failure_marker(job.log[0])
+    assert json.loads(marker.read_text())["kind"] == "bad input"
+    with pytest.raises(SystemExit) as stop:
+        run_job(job, None)  # the work would succeed, but it must not even start
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "not run again" in err and "duplicate pid '1'" in err
+    assert "duplicate pid" in Path(job.log[0]).read_text()  # the earlier traceback is in the new log
+    # Another setting: runs.
+    assert run_job(fake_job(tmp_path, [data], source="other"), None) == [1] and not marker.exists()
+    # A fixed input after a permanent failure: runs.
+    with pytest.raises(InputError):
+        run_job(job, InputError(data, "duplicate pid '1'", 2))
+    data.write_text("1\ta\n2\tb\n")
+    assert run_job(job, None) == [1] and not marker.exists()
+    # A failure that may pass on a retry: no marker, the retry runs.
+    with pytest.raises(MemoryError):
+        run_job(job, MemoryError())
+    assert not marker.exists() and run_job(job, None) == [1]

@@ -18,7 +18,8 @@ with script_logging(snakemake) as log:
         out_dir=out.checkpoint,
         log_csv=out.log_csv,
         state_dir=snakemake.params.state_dir,
-        tensorboard_dir=str(Path(snakemake.params.state_dir).parent / "tensorboard"),
+        # results/<name>/tensorboard/<round-n | bm25neg>: one TensorBoard run per training job.
+        tensorboard_dir=str(Path(out.log_csv).parent.parent / "tensorboard" / Path(out.log_csv).name.removesuffix(".log.csv")),
         threads=snakemake.threads,
         save_every=snakemake.config["train"]["save_every"],
         log_every=snakemake.config["train"]["log_every"],
