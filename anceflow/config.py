@@ -150,7 +150,7 @@ def _split_keys(dataset: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _source_problems(dataset: dict[str, Any]) -> list[str]:
     """Splits the data does not have, found before anything is downloaded or prepared: a BEIR dataset
-    (known by name, or a folder) or a local folder without qrels for a split."""
+    (known by name, or a folder) without qrels for a split; dataset.ir_datasets ids (anceflow.irds)."""
     problems = []
     source, path = dataset["source"], dataset["path"]
     if source == "beir" and path:
@@ -170,6 +170,11 @@ def _source_problems(dataset: dict[str, Any]) -> list[str]:
                 problems.append(f"config key '{key}': "
                                 f"{split_message(f'the folder {path!r}', split, available)} (a split is a "
                                 "queries.<split>.tsv with its qrels.<split>.tsv)")
+    if source == "ir_datasets":
+        from anceflow import irds
+
+        splits = [s for _, s in _split_keys(dataset)]
+        problems += irds.id_problems(dataset["ir_datasets"], splits, dataset["eval_splits"])
     return problems
 
 
