@@ -40,6 +40,16 @@ MODEL_PATH = (
     if FETCH_MODEL
     else MODEL["name_or_path"]
 )
+# dataset.source ir_datasets: rule download_ir_datasets exports the splits' ids into this folder
+# (the ids are checked at config time; ir_datasets is imported only for this source).
+if DATASET["source"] == "ir_datasets":
+    from anceflow import irds
+
+    IRDS_IDS = {split: DATASET["ir_datasets"][split] for split in SPLITS}
+    IRDS_CANDIDATES = irds.candidate_splits(IRDS_IDS, EVAL_SPLITS)
+    IRDS_DIR = irds.folder(DATASET["download_dir"], IRDS_IDS, SPLITS, IRDS_CANDIDATES)
+else:
+    IRDS_IDS, IRDS_CANDIDATES, IRDS_DIR = {}, [], f"{DATASET['download_dir']}/ir_datasets/none"
 ANCE = config["ance"]
 ROUNDS = list(range(ANCE["rounds"] + 1))  # round 0 is the warmup
 # Systems in metrics.tsv: BM25, the pretrained model as is, and every round.
@@ -82,6 +92,8 @@ def source_input(wildcards):
         return f"{RES}/source"
     if source in ("msmarco-passage", "msmarco-doc"):
         return f"{DATASET['download_dir']}/{source}"
+    if source == "ir_datasets":
+        return IRDS_DIR
     if DATASET["path"] is None:
         raise WorkflowError(f"dataset.source is {source!r}, which needs dataset.path")
     if source == "beir" and not os.path.isdir(DATASET["path"]):
@@ -133,6 +145,8 @@ def rerank_splits():
         return [s for s in EVAL_SPLITS if s in ("dev", "dl19", "dl20")]
     if DATASET["source"] == "local" and DATASET["path"]:
         return [s for s in EVAL_SPLITS if os.path.exists(f"{DATASET['path']}/candidates.{s}.tsv")]
+    if DATASET["source"] == "ir_datasets":
+        return IRDS_CANDIDATES  # evaluation splits whose id has scoreddocs
     return []
 
 

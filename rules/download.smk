@@ -58,6 +58,28 @@ rule download_beir:
         "../workflow/scripts/download_beir.py"
 
 
+rule download_ir_datasets:
+    """dataset.source ir_datasets: the splits' ids (dataset.ir_datasets) in the local layout. ir_datasets
+    downloads into IR_DATASETS_HOME (default ~/.ir_datasets); one job, because concurrent ir_datasets
+    processes would write the same download files."""
+    output:
+        directory(IRDS_DIR),
+    params:
+        ids=IRDS_IDS,
+        candidates=IRDS_CANDIDATES,
+    log:
+        f"{IRDS_DIR}.log",
+    benchmark:
+        f"{IRDS_DIR}.benchmark.tsv"
+    resources:
+        downloads=1,
+    localrule: True
+    conda:
+        "../envs/prepare.yaml"
+    script:
+        "../workflow/scripts/download_ir_datasets.py"
+
+
 rule fetch_model:
     """A snapshot of the hub model model.name_or_path, which every later job loads from disk."""
     output:

@@ -226,6 +226,33 @@ def test_contradicting_settings_are_rejected(config, message):
     assert message in str(err.value)
 
 
+def test_a_split_the_data_lacks_stops_at_config_time(tmp_path):
+    """BEIR's scifact (by name, before downloading it; or a folder) has train and test, no dev; a local
+    folder has the splits of its queries.<split>.tsv/qrels.<split>.tsv pairs."""
+    with pytest.raises(ConfigError) as err:
+        validate({"dataset": {"source": "beir", "path": "scifact"}})
+    assert ("config key 'dataset.eval_splits.0': the BEIR dataset 'scifact' has no qrels for split 'dev'; its splits "
+            "are 'train', 'test' (BEIR calls its evaluation split 'test')") in str(err.value)
+    validate({"dataset": {"source": "beir", "path": "scifact", "eval_splits": ["test"]}})
+    validate({"dataset": {"source": "beir", "path": "my-own-beir-name"}})  # unknown names are not checked
+
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "qrels/test.tsv").write_text("")
+    with pytest.raises(ConfigError) as err:
+        validate({"dataset": {"source": "beir", "path": str(beir), "eval_splits": ["test"]}})
+    assert f"config key 'dataset.train_split': the BEIR folder '{beir}' has no qrels for split 'train'" in str(err.value)
+
+    local = tmp_path / "local"
+    local.mkdir()
+    for name in ("queries.train.tsv", "qrels.train.tsv", "queries.test.tsv", "qrels.test.tsv", "qrels.dev.tsv"):
+        (local / name).write_text("")
+    with pytest.raises(ConfigError) as err:
+        validate({"dataset": {"source": "local", "path": str(local)}})
+    assert (f"config key 'dataset.eval_splits.0': the folder '{local}' has no qrels for split 'dev'; its splits are "
+            "'test', 'train'") in str(err.value)
+
+
 def test_strings_from_the_command_line_become_the_numbers_the_schema_wants():
     """`snakemake --config 'ance={rounds: 3}'` gives nested values as strings; they are coerced."""
     config = validate({"ance": {"rounds": "3", "query_fraction": "0.2", "control": "true", "staleness": "1"},

@@ -22,6 +22,7 @@ PROVIDERS = {
     "pyarrow": {"pyarrow"}, "numpy": {"numpy"}, "tqdm": {"tqdm"}, "transformers": {"transformers"},
     "safetensors": {"safetensors"}, "matplotlib": {"matplotlib", "matplotlib-base"},
     "jnius_config": {"pyserini"}, "pyserini": {"pyserini"}, "huggingface_hub": {"huggingface_hub"},
+    "ir_datasets": {"ir_datasets"},
 }
 STDLIB = set(sys.stdlib_module_names)
 

@@ -328,6 +328,8 @@ def test_local_missing_file(tmp_path, missing):
     out = tmp_path / "out"
     err = expect_input_error(prepare_local, src, out, ["train", "dev"], path=src / missing, line=None)
     assert "missing" in str(err)
+    if missing != "collection.tsv":
+        assert "has no qrels for split 'dev'; its splits are 'train'" in str(err)
     assert_no_output(out)
 
 
@@ -431,6 +433,18 @@ def test_beir_valid_exact_contents(tmp_path):
     assert stats["splits"]["test"]["positive_judgments"] == 2
     assert stats["splits"]["dev"]["judged_queries"] == 1
     assert json.loads((out / "stats.json").read_text(encoding="utf-8")) == stats
+
+
+def test_beir_missing_split_lists_the_splits_it_has(tmp_path):
+    """BEIR names its evaluation split 'test': asking for 'dev' of a dataset without one says which
+    splits exist and which keys choose them."""
+    src = make_beir(tmp_path / "beir", qrels={"train": "q2\te\t1\n", "test": "001\t007\t1\n"})
+    out = tmp_path / "out"
+    err = expect_input_error(prepare_beir, src, out, ["train", "dev"], path=src / "qrels" / "dev.tsv", line=None)
+    assert ("missing: this BEIR folder has no qrels for split 'dev'; its splits are 'test', 'train' (BEIR calls its "
+            "evaluation split 'test'). Choose among them with dataset.train_split and dataset.eval_splits "
+            "(e.g. dataset: {train_split: train, eval_splits: [test]})") in str(err)
+    assert_no_output(out)
 
 
 def test_beir_qrels_without_header(tmp_path):
