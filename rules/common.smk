@@ -160,6 +160,11 @@ def system_metrics(system):
     return metrics
 
 
+def export_target():
+    """The Pyserini export of the last round (target `export`, or part of `all` with export: true)."""
+    return f"{RES}/export/round-{ANCE['rounds']}/pyserini"
+
+
 def all_outputs():
     return [
         f"{RES}/metrics.tsv",
@@ -167,6 +172,8 @@ def all_outputs():
         f"{RES}/negatives/round-0.parquet",
         *tokenized("corpus"),
         *[path for split in SPLITS for path in tokenized(f"queries.{split}")],
+        # In the same run, the corpus vectors are consumed by the export before they are deleted.
+        *([export_target()] if config["export"] else []),
     ]
 
 
@@ -317,8 +324,21 @@ def relevance_level(wildcards):
     return levels.get(wildcards.split, config["evaluate"]["relevance_level"])
 
 
+_EXPORT_NOTICES = set()
+
+
 def export_input(wildcards):
     inputs = {"shards": corpus_shards(wildcards), "corpus_rows": f"{TOK}/corpus.rows.parquet"}
     if config["index"]["type"] != "flat":
         inputs["index"] = f"{RES}/index/{wildcards.system}/index.faiss"
+    missing = [s for s in inputs["shards"] if not os.path.exists(s)]
+    trained = f"{RES}/checkpoints/{wildcards.system}"
+    # Say up front (while the DAG is built, dry runs included) that a finished checkpoint's deleted
+    # vectors are encoded again: on MS MARCO that is encode.shards GPU jobs and 13.6 GB.
+    if missing and os.path.exists(trained) and workflow.is_main_process and wildcards.system not in _EXPORT_NOTICES:
+        _EXPORT_NOTICES.add(wildcards.system)
+        print(f"NOTE: exporting {wildcards.system} needs its corpus vectors, and {len(missing)} of "
+              f"{len(inputs['shards'])} shards were deleted after use (keep_intermediate: false): they are "
+              "encoded again first (encode_corpus jobs). Set `export: true` to export during the run instead.",
+              file=sys.stderr)
     return inputs

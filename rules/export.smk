@@ -24,4 +24,4 @@ rule export_pyserini:
 rule export:
     """Target: the last round's index for Pyserini (results/<name>/export/round-<N>/pyserini)."""
     input:
-        f"{RES}/export/round-{ANCE['rounds']}/pyserini",
+        export_target(),

@@ -16,12 +16,15 @@ from typing import Any
 import jsonschema
 import yaml
 
+from anceflow.errors import PermanentError
+from anceflow.splits import beir_folder_splits, beir_split_message, local_folder_splits, split_message
+
 # workflow/schemas/config.schema.yaml, reached through the package (anceflow/data/ links to it in the
 # repository and holds a copy in an installed wheel), so a non-editable install finds it too.
 SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(PermanentError, ValueError):
     """An invalid configuration value; the message names the key."""
 
 
@@ -122,8 +125,7 @@ def consistency_problems(config: dict[str, Any]) -> list[str]:
     """What the schema cannot say: settings that contradict each other, each naming its keys."""
     problems = []
     dataset = config["dataset"]
-    for key, split in [("dataset.train_split", dataset["train_split"]),
-                       *[(f"dataset.eval_splits.{i}", s) for i, s in enumerate(dataset["eval_splits"])]]:
+    for key, split in _split_keys(dataset):
         if not re.fullmatch(r"[A-Za-z0-9_-]+", split):
             problems.append(f"config key '{key}': split name {split!r} may hold only letters, digits, '_' and '-' "
                             "(it names files and rules; MS MARCO's dev.small is the split 'dev')")
@@ -134,11 +136,48 @@ def consistency_problems(config: dict[str, Any]) -> list[str]:
     if dataset["train_split"] in dataset["eval_splits"]:
         problems.append(f"config key 'dataset.eval_splits': the training split {dataset['train_split']!r} is listed "
                         "among the evaluation splits; its metrics would not be held out (evaluate another split)")
+    problems += _source_problems(dataset)
     for depth_key, count_key in (("bm25.topk", "negatives_per_query"), ("ance.topk", "ance.negatives_per_query")):
         depth, count = _get(config, depth_key), _get(config, count_key)
         if depth < count:
             problems.append(f"config key '{depth_key}' ({depth}) is smaller than '{count_key}' ({count}): "
                             f"negatives are drawn from the top {depth}, so fewer than {count} would come back")
+    return problems
+
+
+def _split_keys(dataset: dict[str, Any]) -> list[tuple[str, str]]:
+    """(config key, split) for the training split and each evaluation split."""
+    return [("dataset.train_split", dataset["train_split"]),
+            *[(f"dataset.eval_splits.{i}", s) for i, s in enumerate(dataset["eval_splits"])]]
+
+
+def _source_problems(dataset: dict[str, Any]) -> list[str]:
+    """Splits the data does not have, found before anything is downloaded or prepared: a BEIR dataset
+    (known by name, or a folder) without qrels for a split; dataset.ir_datasets ids (anceflow.irds)."""
+    problems = []
+    source, path = dataset["source"], dataset["path"]
+    if source == "beir" and path:
+        from anceflow.download import BEIR_SPLITS
+
+        if Path(path).is_dir():
+            available, where = beir_folder_splits(path), f"the BEIR folder {path!r}"
+        else:
+            available, where = BEIR_SPLITS.get(path), f"the BEIR dataset {path!r}"
+        for key, split in _split_keys(dataset):
+            if available is not None and split not in available:
+                problems.append(f"config key '{key}': {beir_split_message(where, split, list(available))}")
+    if source == "local" and path and Path(path).is_dir():
+        available = local_folder_splits(path)
+        for key, split in _split_keys(dataset):
+            if split not in available:
+                problems.append(f"config key '{key}': "
+                                f"{split_message(f'the folder {path!r}', split, available)} (a split is a "
+                                "queries.<split>.tsv with its qrels.<split>.tsv)")
+    if source == "ir_datasets":
+        from anceflow import irds
+
+        splits = [s for _, s in _split_keys(dataset)]
+        problems += irds.id_problems(dataset["ir_datasets"], splits, dataset["eval_splits"])
     return problems
 
 

@@ -166,6 +166,25 @@ BEIR_MD5: dict[str, str] = {
     "scifact": "5f7d1de60b170fc8027bb7898e2efca1",
 }
 
+# The qrels/<split>.tsv each BEIR zip holds (ir_datasets/datasets/beir.py, "benchmarks"), so that a
+# split a dataset lacks stops the run before the download. BEIR calls its evaluation split "test".
+BEIR_SPLITS: dict[str, tuple[str, ...]] = {
+    "msmarco": ("train", "dev", "test"),
+    "trec-covid": ("test",),
+    "nfcorpus": ("train", "dev", "test"),
+    "nq": ("test",),
+    "hotpotqa": ("train", "dev", "test"),
+    "fiqa": ("train", "dev", "test"),
+    "arguana": ("test",),
+    "webis-touche2020": ("test",),
+    "quora": ("dev", "test"),
+    "dbpedia-entity": ("dev", "test"),
+    "scidocs": ("test",),
+    "fever": ("train", "dev", "test"),
+    "climate-fever": ("test",),
+    "scifact": ("train", "test"),
+}
+
 
 # --------------------------------------------------------------------------------------
 # Downloading

@@ -9,7 +9,14 @@ from pathlib import Path
 INTERRUPTED_EXIT = 143
 
 
-class InputError(ValueError):
+class PermanentError(Exception):
+    """A failure that running the same job again cannot change: bad input, a bad setting, the
+    CPU-time guard of exact search. A retry of the job (Snakemake's ``retries``, the SLURM
+    profile's 3) fails at once instead of queueing and redoing the work
+    (:func:`anceflow.workflow.script_logging`); out-of-memory and time limits still retry."""
+
+
+class InputError(PermanentError, ValueError):
     """Bad user input: names the file and, where known, the 1-based line."""
 
     def __init__(self, path: str | Path, message: str, line: int | None = None):

@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
+from anceflow.errors import PermanentError
 from anceflow.index import open_shard, shard_shapes, aggregate_max, gpu_available, load_index, search
 from anceflow.io import atomic_path
 from anceflow.runs import save_rows
@@ -75,7 +76,7 @@ class Split:
     candidates: str | Path | None = None   # set: rerank this candidate list (qid, pid, rank) instead
 
 
-class CpuTooSlowError(RuntimeError):
+class CpuTooSlowError(PermanentError, RuntimeError):
     """Exact search on the CPU would take longer than the configured limit."""
 
 

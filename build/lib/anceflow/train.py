@@ -47,7 +47,10 @@ from anceflow.optim import build_optimizer, build_scheduler
 from anceflow.tokenize import TokenTable, corpus_documents
 
 log = logging.getLogger(__name__)
-LOG_COLUMNS = ["step", "loss", "lr", "examples_per_s", "elapsed_s"]
+LOG_COLUMNS = ["step", "loss", "lr", "examples_per_s", "elapsed_s", "global_step"]
+#: In a checkpoint folder: the global step its training ended at (rounds and the control continue
+#: from their starting checkpoint's, so their curves line up in TensorBoard and in the report).
+TRAINER_STATE = "trainer_state.json"
 
 
 @dataclass
@@ -90,7 +93,7 @@ class TrainSettings:
     threads: int | None = None
     init_optimizer: str | None = None  # a state file whose optimizer state to start from (ANCE rounds)
     save_optimizer: bool = False       # keep optimizer.pt in the checkpoint, for the next round to carry over
-    tensorboard_dir: str | None = None
+    tensorboard_dir: str | None = None     # this job's TensorBoard run (one per round / control)
 
     def fingerprint(self) -> str:
         """Identifies what the training computes: its settings, its inputs' versions and the
@@ -269,6 +272,32 @@ def _write_log(path: str | Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+class _LiveLog:
+    """The training log written as it goes (a row every ``log_every`` steps, flushed), so a long
+    warmup can be watched; rewritten whole at the end. Rows resumed from a state come first."""
+
+    def __init__(self, path: str | Path, rows: list[dict]):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.fh = open(path, "w", newline="")
+        self.writer = csv.DictWriter(self.fh, fieldnames=LOG_COLUMNS)
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+        self.fh.flush()
+
+    def add(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def global_step_of(checkpoint: str | Path) -> int:
+    """The global step a checkpoint's training ended at (0 for a pretrained model)."""
+    state = Path(checkpoint) / TRAINER_STATE
+    return json.loads(state.read_text())["global_step"] if state.exists() else 0
+
+
 def train(s: TrainSettings, *, progress: bool = True) -> dict:
     """Run (or resume) one training job; returns a summary. Exits 143 after saving on SIGTERM."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -338,7 +367,9 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    writer = _tensorboard(s.tensorboard_dir) if rank == 0 else None
+    first_global = global_step_of(s.init)
+    writer = _tensorboard(s.tensorboard_dir, fresh=not resumed) if rank == 0 else None
+    live = _LiveLog(s.log_csv, rows) if rank == 0 else None
 
     def save(step: int, reason: str) -> None:
         if rank == 0:
@@ -395,10 +426,13 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
                 elapsed = time.time() - window_start
                 rows.append({"step": done, "loss": round(total_loss, 6), "lr": lr,
                              "examples_per_s": round(window_examples / max(elapsed, 1e-9), 2),
-                             "elapsed_s": round(time.time() - t0, 2)})
+                             "elapsed_s": round(time.time() - t0, 2), "global_step": first_global + done})
+                if live is not None:
+                    live.add(rows[-1])
                 if writer is not None:
-                    writer.add_scalar("train/loss", total_loss, done)
-                    writer.add_scalar("train/lr", lr, done)
+                    writer.add_scalar("train/loss", total_loss, first_global + done)
+                    writer.add_scalar("train/lr", lr, first_global + done)
+                    writer.add_scalar("train/examples_per_s", rows[-1]["examples_per_s"], first_global + done)
                 window_examples, window_start = 0, time.time()
                 bar.set_postfix(loss=f"{total_loss:.4f}")
             bar.update(1)
@@ -413,12 +447,16 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
         stop.restore()
         if writer is not None:
             writer.close()
+        if live is not None:
+            live.close()
 
     summary = {"steps": s.steps, "examples": len(data), "resumed_from": start_step,
                "final_loss": rows[-1]["loss"] if rows else None, "train_seconds": round(time.time() - t0, 2)}
     if rank == 0:
         model.eval()
         model.save(s.out_dir, tokenizer)
+        (Path(s.out_dir) / TRAINER_STATE).write_text(json.dumps(
+            {"global_step": first_global + s.steps, "steps": s.steps, "started_at_global_step": first_global}) + "\n")
         if s.save_optimizer:
             with atomic_path(Path(s.out_dir) / "optimizer.pt") as tmp:
                 torch.save(optimizer.state_dict(), tmp)
@@ -452,13 +490,19 @@ def _training_data(s: TrainSettings, rank: int, world: int) -> TrainingData:
     return TrainingData(np.load(cache, mmap_mode="r"), s.query_tokens, s.corpus_tokens, s.seed)
 
 
-def _tensorboard(folder: str | None):
+def _tensorboard(folder: str | None, fresh: bool):
+    """This job's TensorBoard run (``tensorboard --logdir results/<name>/tensorboard``): one folder
+    per round and for the control, global steps on the x axis. A job that starts over (not
+    resumed) clears its folder, so a retrained round does not draw two curves."""
     if not folder:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
+    except ImportError:  # tensorboard is in the slurm and test extras; without it, no curves
+        log.info("tensorboard is not installed: no TensorBoard curves (pip install tensorboard)")
         return None
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
     return SummaryWriter(folder)
 
 

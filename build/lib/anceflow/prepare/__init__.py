@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from anceflow.splits import beir_folder_splits, beir_split_message, local_folder_splits, split_message
 from anceflow.errors import InputError
 from anceflow.io import staging_dir
 from anceflow.prepare import readers
@@ -201,8 +202,10 @@ def prepare_local(src: str | Path, out_dir: str | Path, splits: Iterable[str], *
         pids, stats = _write_collection(readers.read_collection_tsv(coll), stage / "collection.parquet", coll, progress)
         stats = {"source": str(src), "collection": stats, "splits": {}}
         for split in splits:
-            qfile = _require(src / f"queries.{split}.tsv", f"queries for split {split!r}")
-            rfile = _require(src / f"qrels.{split}.tsv", f"qrels for split {split!r}")
+            qfile, rfile = src / f"queries.{split}.tsv", src / f"qrels.{split}.tsv"
+            for file in (qfile, rfile):
+                if not file.exists():
+                    raise InputError(file, "missing: " + split_message("this folder", split, local_folder_splits(src)))
             keep = _positive_qids(readers.read_qrels_tsv(rfile)) if split == train_split and not keep_unjudged else None
             kept, qids, qstats = _write_queries(readers.read_queries_tsv(qfile), stage / f"queries.{split}.parquet",
                                                 qfile, keep)
@@ -235,7 +238,9 @@ def prepare_beir(src: str | Path, out_dir: str | Path, splits: Iterable[str], *,
         qfile = _require(src / "queries.jsonl", "queries.jsonl")
         all_qids = {rec["qid"] for rec in readers.read_beir_queries(qfile)}
         for split in splits:
-            rfile = _require(src / "qrels" / f"{split}.tsv", f"qrels for split {split!r}")
+            rfile = src / "qrels" / f"{split}.tsv"
+            if not rfile.exists():
+                raise InputError(rfile, "missing: " + beir_split_message("this BEIR folder", split, beir_folder_splits(src)))
             judged = set()
             for rec in readers.read_beir_qrels(rfile):
                 if rec["qid"] not in all_qids:
