@@ -70,3 +70,76 @@ def small_data(tmp_path_factory) -> dict:
     write_negatives(negatives, root / "negatives.parquet")
     return {"root": root, "prep": root / "prep", "corpus": root / "tok/corpus", "train_queries": root / "tok/queries.train",
             "negatives": root / "negatives.parquet"}
+
+
+# --------------------------------------------------------------------------- the workflow through Snakemake
+
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import yaml  # noqa: E402
+
+#: metrics.tsv's columns: the first eight as they always were, new ones after them.
+HEADER = ["system", "split", "queries", "mrr@10", "ndcg@10", "recall@100", "recall@1000", "hole@10", "mrr@100", "ranking"]
+SYSTEM_ORDER = ["bm25", "zeroshot", "round-0", "round-1", "round-2", "bm25neg"]
+#: Tests run tiny models whose jobs cost their start-up (imports, model load), not compute: one
+#: thread each lets two run side by side on two cores (a third less wall time for the demo).
+ONE_THREAD = ["--set-threads", *[f"{rule}=1" for rule in ("train", "train_control", "encode_corpus", "encode_queries",
+                                                          "dense_search", "dense_search_mining", "build_index")]]
+
+
+def snakemake(*args, workdir: Path | None = None, check=True, snakefile: Path | None = None) -> subprocess.CompletedProcess:
+    """Run Snakemake on this repo's Snakefile (in ``workdir`` when given, else from the repo root)."""
+    # (--set-threads takes every value after it: it goes after the targets.)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"), "--cores", "2", *args,
+           *ONE_THREAD]
+    if workdir is not None:
+        cmd += ["--directory", str(workdir)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count} (empty when nothing is to be done)."""
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def tiny_demo_config(tiny_model: Path, staleness: int = 0) -> dict:
+    """The demo pipeline at CI size: small demo data, a tiny BERT with ANCE's head, 2 shards, 2 rounds."""
+    return {
+        "dataset": {"name": "demo", "source": "demo", "demo": {"passages": 400, "train_queries": 80, "dev_queries": 40}},
+        "model": {"name_or_path": str(tiny_model), "pooling": "cls", "head": "linear_layernorm", "similarity": "dot",
+                  "max_query_len": 32, "max_doc_len": 64},
+        "train": {"batch_size": 8, "lr": 1.0e-3, "save_every": 10},
+        "warmup": {"steps": 30},
+        "ance": {"rounds": 2, "steps_per_round": 20, "staleness": staleness, "topk": 50, "negatives_per_query": 10},
+        "encode": {"shards": 2, "batch_size": 32},
+    }
+
+
+def run_demo(workdir: Path, tiny_model: Path, staleness: int = 0, **overrides) -> Path:
+    config = write_config(workdir / "tiny.yaml", {**tiny_demo_config(tiny_model, staleness), **overrides})
+    snakemake("--configfile", str(config), workdir=workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, tiny_model) -> Path:
+    """The whole pipeline (BM25, zeroshot, warmup, 2 ANCE rounds, the bm25neg control, report,
+    the Pyserini export) on tiny demo data, run once for every test that reads a finished run.
+    Intermediate files are kept (vectors, the training split's runs), so tests can check them;
+    the default, deleting them, is checked by the slow tests in test_workflow.py. Read it, never
+    change it (copy it first)."""
+    return run_demo(tmp_path_factory.mktemp("demo"), tiny_model, staleness=0, keep_intermediate=True, export=True)

@@ -12,69 +12,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, dataset_dir
-
-HEADER = ["system", "split", "queries", "mrr@10", "ndcg@10", "recall@100", "recall@1000", "hole@10", "mrr@100", "ranking"]
-
-
-def snakemake(*args, workdir: Path | None = None, check=True, snakefile: Path | None = None) -> subprocess.CompletedProcess:
-    """Run Snakemake on this repo's Snakefile (in ``workdir`` when given, else from the repo root)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"), "--cores", "2", *args]
-    if workdir is not None:
-        cmd += ["--directory", str(workdir)]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
-    """The 'Job stats' table of a dry run as {rule: count} (empty when nothing is to be done)."""
-    text = proc.stdout + proc.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:", 1)[1]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
-
-
-def write_config(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def tiny_demo_config(tiny_model: Path, staleness: int = 0) -> dict:
-    """The demo pipeline at CI size: small demo data, a tiny BERT with ANCE's head, 2 shards, 2 rounds."""
-    return {
-        "dataset": {"name": "demo", "source": "demo", "demo": {"passages": 400, "train_queries": 80, "dev_queries": 40}},
-        "model": {"name_or_path": str(tiny_model), "pooling": "cls", "head": "linear_layernorm", "similarity": "dot",
-                  "max_query_len": 32, "max_doc_len": 64},
-        "train": {"batch_size": 8, "lr": 1.0e-3, "save_every": 10},
-        "warmup": {"steps": 30},
-        "ance": {"rounds": 2, "steps_per_round": 20, "staleness": staleness, "topk": 50, "negatives_per_query": 10},
-        "encode": {"shards": 2, "batch_size": 32},
-    }
-
-
-def run_demo(workdir: Path, tiny_model: Path, staleness: int, **overrides) -> Path:
-    config = write_config(workdir / "tiny.yaml", {**tiny_demo_config(tiny_model, staleness), **overrides})
-    snakemake("--configfile", str(config), workdir=workdir)
-    return workdir
+from conftest import (HEADER, REPO, SYSTEM_ORDER, dataset_dir, planned_jobs, run_demo, snakemake, tiny_demo_config,
+                      write_config)
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, tiny_model):
-    """The whole pipeline (BM25, zeroshot, warmup, 2 ANCE rounds, report) on demo data, run once,
-    with the defaults: intermediate files are deleted once used."""
-    return run_demo(tmp_path_factory.mktemp("demo"), tiny_model, staleness=0)
-
-
-@pytest.fixture(scope="module")
-def kept_run(tmp_path_factory, tiny_model):
-    """The same pipeline with keep_intermediate: true (vectors, runs of the training split kept)."""
-    return run_demo(tmp_path_factory.mktemp("kept"), tiny_model, staleness=0, keep_intermediate=True)
-
-
-SYSTEM_ORDER = ["bm25", "zeroshot", "round-0", "round-1", "round-2", "bm25neg"]
+def default_run(tmp_path_factory, tiny_model):
+    """The demo_run pipeline with the defaults: intermediate files deleted once used, no export."""
+    return run_demo(tmp_path_factory.mktemp("default"), tiny_model, staleness=0)
 
 
 def test_demo_metrics_table(demo_run):
@@ -93,10 +38,11 @@ def test_demo_metrics_table(demo_run):
 INTERMEDIATE = ["embeddings/*/*.npy", "index/*/*.faiss", "runs/*/train.rows.npy", "runs/bm25/train.trec"]
 
 
-def test_intermediate_files_are_deleted_and_results_unchanged(demo_run, kept_run):
+@pytest.mark.slow
+def test_intermediate_files_are_deleted_and_results_unchanged(default_run, demo_run):
     """By default vectors, indexes and the training split's runs are gone once used; keeping them
     (keep_intermediate) changes no result."""
-    res, kept = demo_run / "results/demo", kept_run / "results/demo"
+    res, kept = default_run / "results/demo", demo_run / "results/demo"
     assert not [p for pattern in INTERMEDIATE for p in res.glob(pattern)]
     assert len(list(kept.glob("embeddings/*/corpus.*.npy"))) == 5 * 2 and (kept / "runs/bm25/train.trec").exists()
     assert (res / "metrics.tsv").read_text() == (kept / "metrics.tsv").read_text()
@@ -105,8 +51,8 @@ def test_intermediate_files_are_deleted_and_results_unchanged(demo_run, kept_run
                 .equals(pd.read_parquet(kept / f"negatives/round-{n}.parquet")))
 
 
-def test_dense_path_outputs(kept_run):
-    res = kept_run / "results/demo"
+def test_dense_path_outputs(demo_run):
+    res = demo_run / "results/demo"
     for system in ("zeroshot", "round-0", "round-2"):
         shards = [np.load(res / f"embeddings/{system}/corpus.{i}.npy") for i in range(2)]
         assert sum(len(x) for x in shards) == 400 and shards[0].shape[1] == 32
@@ -118,8 +64,8 @@ def test_dense_path_outputs(kept_run):
     assert (res / "checkpoints/round-0/anceflow.json").exists() and not (res / "state/round-0").exists()
 
 
-def test_rounds_mine_from_the_previous_checkpoint(kept_run):
-    res = kept_run / "results/demo"
+def test_rounds_mine_from_the_previous_checkpoint(demo_run):
+    res = demo_run / "results/demo"
     for n in (1, 2):
         stats = json.loads((res / f"negatives/round-{n}.json").read_text())
         assert stats["round"] == n and stats["queries"] == 80
@@ -173,7 +119,7 @@ def test_changing_k1_reruns_bm25_retrieval_and_everything_trained_after_it(demo_
     assert jobs == {"bm25_search": 1, "bm25_search_train": 1, "bm25_negatives": 1, **after_training(3),
                     "train_control": 1, "encode_corpus": 2 * 4, "mine_negatives": 2, "encode_queries": 2 * 2 + 1 + 1,
                     "dense_search": 2, "dense_search_mining": 2, "evaluate": 1 + 4, "metrics": 1, "report": 1,
-                    "all": 1}
+                    "export_pyserini": 1, "all": 1}
     assert not {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "init_model"} & set(jobs)
 
 
@@ -184,17 +130,37 @@ def test_changing_an_evaluation_setting_reruns_only_evaluation_and_report(demo_r
 
 def test_changing_ance_topk_reruns_mining_of_rounds_1_up_not_warmup_or_bm25(demo_run):
     jobs = dry_run(demo_run, {"ance": {"topk": 30}})
-    # The searches of the mining checkpoints (round-0, round-1) go deeper or shallower; their corpus
-    # and query vectors were intermediate, so they are encoded again (kept: see the next test).
-    # The bm25neg control does not mine: untouched.
-    assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 3,
-                    "encode_queries": 2 * 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "report": 1,
-                    "all": 1}
+    # The searches of the mining checkpoints (round-0, round-1) go deeper or shallower, from the
+    # vectors kept (the next test: deleted ones are encoded again); rounds 1 and 2 retrain. The
+    # bm25neg control does not mine: untouched.
+    # Round 0's search job also writes its dev run again: evaluated again, like rounds 1 and 2.
+    assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 2,
+                    "encode_queries": 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "report": 1,
+                    "export_pyserini": 1, "all": 1}
     assert not {"bm25_search", "bm25_negatives", "train_control"} & set(jobs)
 
 
-def test_one_more_round_runs_only_that_round(demo_run):
+@pytest.mark.slow
+def test_with_deleted_intermediates_ance_topk_encodes_the_mining_checkpoints_again(default_run):
+    jobs = dry_run(default_run, {"ance": {"topk": 30}})
+    # Round 0's and round 1's corpus and query vectors were deleted once used: encoded again.
+    assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 3,
+                    "encode_queries": 2 * 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "report": 1,
+                    "all": 1}
+
+
+def test_with_kept_intermediates_one_more_round_reuses_the_vectors(demo_run):
     jobs = dry_run(demo_run, {"ance": {"rounds": 3}})
+    # Round 3 mines with round 2 (whose kept vectors are searched for the training queries), trains,
+    # and is encoded, searched, evaluated and exported; the control now trains as long as three rounds.
+    assert jobs == {"encode_corpus": 2 + 2, "encode_queries": 1 + 1 + 1, "dense_search_mining": 1,
+                    "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
+                    "metrics": 1, "report": 1, "export_pyserini": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_one_more_round_runs_only_that_round(default_run):
+    jobs = dry_run(default_run, {"ance": {"rounds": 3}})
     # Round 3 mines with round 2: its search now covers the training queries (round 2's corpus
     # vectors were intermediate, so they are encoded again); round 3 trains, and its checkpoint is
     # encoded, searched and evaluated on dev. The control now trains as long as three rounds.
@@ -203,11 +169,11 @@ def test_one_more_round_runs_only_that_round(demo_run):
                     "metrics": 1, "report": 1, "all": 1}
 
 
-def test_with_kept_intermediates_one_more_round_reuses_the_vectors(kept_run):
-    jobs = dry_run(kept_run, {"ance": {"rounds": 3}})
-    assert jobs == {"encode_corpus": 2 + 2, "encode_queries": 1 + 1 + 1, "dense_search_mining": 1,
-                    "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
-                    "metrics": 1, "report": 1, "all": 1}
+@pytest.mark.slow
+def test_export_alone_says_up_front_that_it_encodes_deleted_vectors_again(default_run):
+    proc = snakemake("-n", "export", "--configfile", str(default_run / "tiny.yaml"), workdir=default_run)
+    assert "NOTE: exporting round-2 needs its corpus vectors, and 2 of 2 shards were deleted" in proc.stderr
+    assert planned_jobs(proc) == {"encode_corpus": 2, "export_pyserini": 1, "export": 1}
 
 
 def test_editing_the_training_code_reruns_training(demo_run, tmp_path):
@@ -217,16 +183,6 @@ def test_editing_the_training_code_reruns_training(demo_run, tmp_path):
     (copy / "anceflow/train.py").write_text((copy / "anceflow/train.py").read_text() + "\n# a change\n")
     jobs = dry_run(demo_run, snakefile=copy / "Snakefile")
     assert jobs["train"] == 3 and jobs["train_control"] == 1 and "bm25_search" not in jobs and "prepare" not in jobs
-
-
-def test_staleness_one_mines_with_the_checkpoint_before_the_last(tmp_path_factory, tiny_model):
-    workdir = run_demo(tmp_path_factory.mktemp("stale"), tiny_model, staleness=1, keep_intermediate=True)
-    res = workdir / "results/demo"
-    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
-    assert metrics["system"].tolist() == SYSTEM_ORDER
-    # Round 2 mined with round 0's index, so no training-split run of round 1 was ever needed.
-    assert (res / "runs/round-0/train.rows.npy").exists() and not (res / "runs/round-1/train.rows.npy").exists()
-    assert (res / "report/metrics.png").exists()
 
 
 def test_invalid_config_names_the_key(tmp_path):
@@ -302,13 +258,12 @@ def test_a_hub_model_is_fetched_once_and_later_jobs_load_it_from_disk(tmp_path, 
                                   workdir=tmp_path)) == {}
 
 
-def test_pyserini_faiss_searcher_opens_the_export_and_gives_our_top_10(kept_run):
-    """Target export: the last round's index as Pyserini's FaissSearcher expects (index + docid);
+def test_pyserini_faiss_searcher_opens_the_export_and_gives_our_top_10(demo_run):
+    """export: true: the last round's index as Pyserini's FaissSearcher expects (index + docid);
     searched with our query vectors it returns our run's top-10."""
     from anceflow.java import import_pyserini
 
-    snakemake("export", "--configfile", str(kept_run / "tiny.yaml"), workdir=kept_run)
-    res = kept_run / "results/demo"
+    res = demo_run / "results/demo"
     folder = res / "export/round-2/pyserini"
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["docid", "index"]
     import_pyserini()
@@ -330,28 +285,46 @@ def test_pyserini_faiss_searcher_opens_the_export_and_gives_our_top_10(kept_run)
         # order may differ at a near-tie (which one wins depends on the GEMM's summation order);
         # the score at every rank must agree, and every hit clear of the cut must be in both.
         np.testing.assert_allclose([s for _, s in theirs], [s for _, s in ours[q]], rtol=1e-4, atol=1e-4)
-        cut = ours[q][-1][1] + 1e-4
+        cut = ours[q][-1][1] + 1e-4 * max(1.0, abs(ours[q][-1][1]))  # the tolerance of the scores above
         assert {d for d, s in theirs if s > cut} == {d for d, s in ours[q] if s > cut}, q
         exact += [d for d, _ in theirs] == [d for d, _ in ours[q]]
     assert exact >= len(qids) // 2, exact
 
 
-def test_splits_with_candidates_are_also_reranked(demo_run, tmp_path, tiny_model):
-    """A local dataset with candidates.dev.tsv (here: BM25's top 30): each dense checkpoint's search
-    job also scores exactly those candidates, evaluated as rows with ranking 'rerank'."""
-    src = tmp_path / "data"
+@pytest.fixture(scope="module")
+def stale_rerank_run(demo_run, tmp_path_factory, tiny_model):
+    """ance.staleness 1 on a local copy of the demo data with candidates.dev.tsv (BM25's top 30 of
+    demo_run): round 2 mines with round 0, and each dense checkpoint also reranks the candidates."""
+    workdir = tmp_path_factory.mktemp("stale-rerank")
+    src = workdir / "data"
     shutil.copytree(demo_run / "results/demo/source", src)
     top = [line.split() for line in (demo_run / "results/demo/runs/bm25/dev.trec").read_text().splitlines()]
     (src / "candidates.dev.tsv").write_text("".join(f"{q}\t{p}\n" for q, _, p, rank, _, _ in top if int(rank) <= 30))
-    config = tiny_demo_config(tiny_model)
-    config.update(dataset={"name": "cand", "source": "local", "path": str(src)}, ance={"rounds": 0},
-                  keep_intermediate=True)
-    snakemake("--configfile", str(write_config(tmp_path / "c.yaml", config)), workdir=tmp_path)
-    res = tmp_path / "results/cand"
+    return run_demo(workdir, tiny_model, staleness=1, keep_intermediate=True,
+                    dataset={"name": "cand", "source": "local", "path": str(src)})
+
+
+@pytest.mark.slow
+def test_staleness_one_mines_with_the_checkpoint_before_the_last(stale_rerank_run):
+    res = stale_rerank_run / "results/cand"
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
+    assert metrics.loc[metrics["ranking"] == "full", "system"].tolist() == SYSTEM_ORDER
+    # Round 2 mined with round 0's index, so no training-split run of round 1 was ever needed.
+    assert (res / "runs/round-0/train.rows.npy").exists() and not (res / "runs/round-1/train.rows.npy").exists()
+    assert [json.loads((res / f"negatives/round-{n}.json").read_text())["round"] for n in (1, 2)] == [1, 2]
+    assert (res / "report/metrics.png").exists()
+
+
+@pytest.mark.slow
+def test_splits_with_candidates_are_also_reranked(stale_rerank_run, demo_run):
+    """A local dataset with candidates.dev.tsv (here: BM25's top 30): each dense checkpoint's search
+    job also scores exactly those candidates, evaluated as rows with ranking 'rerank'."""
+    res = stale_rerank_run / "results/cand"
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
     assert list(metrics.columns) == HEADER
     assert metrics[["system", "ranking"]].values.tolist() == [
-        ["bm25", "full"], ["zeroshot", "full"], ["zeroshot", "rerank"], ["round-0", "full"], ["round-0", "rerank"]]
+        ["bm25", "full"], *[[system, ranking] for system in SYSTEM_ORDER[1:] for ranking in ("full", "rerank")]]
+    top = [line.split() for line in (demo_run / "results/demo/runs/bm25/dev.trec").read_text().splitlines()]
     candidates = {}
     for q, _, p, rank, _, _ in top:
         if int(rank) <= 30:
