@@ -135,9 +135,8 @@ def packages() -> dict:
                 from anceflow import __version__
 
                 versions[name] = __version__
-    if "torch" in sys.modules:
-        import torch
-
+    torch = sys.modules.get("torch")  # never imported here: the mining and BM25 envs have no torch
+    if torch is not None:
         versions["cuda"] = torch.version.cuda
     return versions
 
@@ -157,9 +156,7 @@ def device_info(device=None, processes: int = 1, precision: str | None = None) -
     kind = getattr(device, "type", "cpu")
     info = {"type": kind, "processes": processes, "host": platform.node()}
     if kind == "cuda":
-        import torch
-
-        info["name"] = torch.cuda.get_device_name(device)
+        info["name"] = sys.modules["torch"].cuda.get_device_name(device)  # a cuda device: torch is loaded
     else:
         info["name"] = _cpu_name()
         info["threads"] = _torch_threads()
@@ -169,11 +166,8 @@ def device_info(device=None, processes: int = 1, precision: str | None = None) -
 
 
 def _torch_threads() -> int | None:
-    if "torch" not in sys.modules:
-        return None
-    import torch
-
-    return torch.get_num_threads()
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
 
 
 def now() -> str:
