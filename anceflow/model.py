@@ -116,8 +116,12 @@ class DualEncoder(nn.Module):
         """(side, head) pairs to save: one head when shared, so no tensor is stored twice."""
         return [("query", self.query_head)] if self.spec.shared else [("query", self.query_head), ("doc", self.doc_head)]
 
-    def save(self, folder: str | Path, tokenizer=None) -> None:
-        """Write a checkpoint folder atomically (see the module docstring for its layout)."""
+    def save(self, folder: str | Path, tokenizer=None, extra=None) -> None:
+        """Write a checkpoint folder atomically (see the module docstring for its layout).
+
+        ``extra(tmp)`` adds files (optimizer state, the provenance manifest) to the folder before it
+        is renamed into place, so the folder appears complete or not at all.
+        """
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
             if self.spec.shared:
@@ -139,6 +143,8 @@ class DualEncoder(nn.Module):
                 save_file(heads, str(tmp / HEAD_FILE))
             (tmp / SPEC_FILE).write_text(json.dumps(asdict(self.spec), indent=1) + "\n")
             write_sentence_transformers(self, tmp)
+            if extra is not None:
+                extra(tmp)
 
 
 ST = "sentence_transformers.models."  # the module type names every release since 2.x reads

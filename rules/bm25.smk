@@ -80,6 +80,8 @@ rule bm25_negatives:
         depth=config["bm25"]["topk"],
         query_fraction=1.0,
         seed=config["seed"],
+        # Recorded in round-0.json as what mined the negatives (the run's own settings).
+        bm25={"k1": config["bm25"]["k1"], "b": config["bm25"]["b"], "topk": config["bm25"]["topk"]},
     log:
         f"{RES}/logs/bm25_negatives.log",
     benchmark:

@@ -266,6 +266,8 @@ def mining_input(wildcards):
         "collection": f"{PREP}/collection.parquet",
         "qrels": f"{PREP}/qrels.{TRAIN_SPLIT}.parquet",
         "previous": f"{RES}/negatives/round-{n - 1}.parquet",
+        # Its manifest gives the mining checkpoint's hash, recorded in the negatives' JSON.
+        "checkpoint": f"{RES}/checkpoints/round-{mining_round(n)}",
     }
 
 
