@@ -61,6 +61,13 @@ def test_dense_path_outputs(demo_run):
     log = pd.read_csv(res / "train/round-0.log.csv")
     assert log["step"].iloc[-1] == 30
     assert pd.read_csv(res / "train/round-2.log.csv")["step"].iloc[-1] == 20
+    # Global steps: each training continues where its starting checkpoint ended (log_every 10).
+    global_steps = {s: pd.read_csv(res / f"train/{s}.log.csv")["global_step"].tolist()
+                    for s in ("round-0", "round-1", "round-2", "bm25neg")}
+    assert global_steps == {"round-0": [10, 20, 30], "round-1": [40, 50], "round-2": [60, 70],
+                            "bm25neg": [40, 50, 60, 70]}
+    assert sorted(p.name for p in (res / "tensorboard").iterdir()) == [
+        "bm25neg", "round-0", "round-1", "round-2"]
     assert (res / "checkpoints/round-0/anceflow.json").exists() and not (res / "state/round-0").exists()
 
 
