@@ -68,6 +68,10 @@ class LinearLayerNormHead(nn.Module):
 
 
 class DualEncoder(nn.Module):
+    #: Run ANCE's head (Linear -> LayerNorm) in float32 even under bf16/fp16 autocast. Its output is
+    #: what dot products sum over; it costs one small matrix product per vector (bench/precision.py).
+    fp32_head = True
+
     def __init__(self, query_encoder: nn.Module, doc_encoder: nn.Module | None, spec: EncoderSpec):
         super().__init__()
         self.spec = spec
@@ -93,7 +97,11 @@ class DualEncoder(nn.Module):
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         if head is not None:
-            pooled = head(pooled)
+            if self.fp32_head:
+                with torch.autocast(pooled.device.type, enabled=False):
+                    pooled = head(pooled.float())
+            else:
+                pooled = head(pooled)
         if self.spec.similarity == "cosine":
             pooled = nn.functional.normalize(pooled.float(), dim=-1)
         return pooled

@@ -15,7 +15,10 @@ slope x size (the size that drives the stage: passages, training queries, or bot
 extrapolate each job's memory to the passage preset (8,841,823 passages, 502,939 judged
 training queries, 6,980 dev queries, 8 encoding shards); times extrapolate linearly in the
 same size for CPU stages, and from the GPU throughputs measured in BENCHMARKS.md for GPU ones.
-The last line is ``peak_rss_mb_max=<MB> stage=<rule>`` (at N passages).
+The rehearsal must learn: a trained row (round-n, bm25neg) whose recall@1000 is below 10x chance
+(10 x 1000 / N) fails the script (exit 1), since a model trained at size that scores at chance is
+what an id mix-up (shard order, run rows, row-to-pid, query order) would look like. The last two
+lines are ``round0_recall_at_1000=<x>`` and ``peak_rss_mb_max=<MB> stage=<rule>`` (at N passages).
 
     python bench/scale.py [--passages 1000000] [--fit-passages 250000] [--cores 2]
 """
@@ -295,12 +298,26 @@ def main() -> int:
         out(f"{stage:<20} {rss / 1024:>11.1f} {when:>34} {mem / 1000 if mem else math.nan:>12.0f} {cpus:>4} "
             f"{str(req.get('runtime')):>8}")
     out("")
-    out("metrics at this size:")
+    out(f"metrics at this size (chance: recall@1000 = {1000 / big['passages']:.4f}):")
     for line in big["metrics"].to_string(index=False).splitlines():
         out("  " + line)
+    failures = learning_failures(big["metrics"], big["passages"])
+    for failure in failures:
+        out(f"FAIL: {failure}")
+    full = big["metrics"][big["metrics"].get("ranking", "full") == "full"].set_index("system")
+    out(f"round0_recall_at_1000={full.loc['round-0', 'recall@1000']:.4f}")
     out(f"peak_rss_mb_max={worst[1]:.0f} stage={worst[0]}")
     out.record(args)
-    return 0
+    return 1 if failures else 0
+
+
+def learning_failures(metrics: pd.DataFrame, passages: int) -> list[str]:
+    """Trained rows near chance: recall@1000 below 10x what a random ranking gets (1000 / N)."""
+    floor = 10 * 1000 / passages
+    trained = metrics[metrics["system"].str.match(r"round-\d+|bm25neg") & (metrics.get("ranking", "full") == "full")]
+    return [f"{system} recall@1000 {recall:.4f} is below 10x chance ({floor:.4f}): a model trained at this size "
+            "should not score at chance (an id mix-up would look like this)"
+            for system, recall in zip(trained["system"], trained["recall@1000"]) if recall < floor]
 
 
 if __name__ == "__main__":

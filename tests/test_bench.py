@@ -32,3 +32,19 @@ def test_gpu_script_runs_at_tiny_size_on_cpu(tmp_path):
     for line in ("encode ours (second pass)", "encode baseline (file order", "reference loop, AdamW",
                  "ours, LAMB", "search exact top-100", "search faiss-cpu IndexFlatIP"):
         assert line in text, line
+
+
+def test_the_scale_rehearsal_fails_when_a_trained_row_is_near_chance():
+    import pandas as pd
+
+    from scale import learning_failures
+
+    metrics = pd.DataFrame({"system": ["bm25", "zeroshot", "round-0", "round-1", "bm25neg", "round-0"],
+                            "recall@1000": [0.98, 0.001, 0.003, 0.61, 0.55, 0.9],
+                            "ranking": ["full", "full", "full", "full", "full", "rerank"]})
+    failures = learning_failures(metrics, 1_000_000)  # chance 0.001, so the floor is 0.01
+    assert len(failures) == 1 and failures[0].startswith("round-0 recall@1000 0.0030")
+    assert learning_failures(metrics, 1_000) == [f"{s} recall@1000 {r:.4f} is below 10x chance (10.0000): a model "
+                                                 "trained at this size should not score at chance (an id mix-up "
+                                                 "would look like this)"
+                                                 for s, r in (("round-0", 0.003), ("round-1", 0.61), ("bm25neg", 0.55))]
