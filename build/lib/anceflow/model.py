@@ -68,6 +68,10 @@ class LinearLayerNormHead(nn.Module):
 
 
 class DualEncoder(nn.Module):
+    #: Run ANCE's head (Linear -> LayerNorm) in float32 even under bf16/fp16 autocast. Its output is
+    #: what dot products sum over; it costs one small matrix product per vector (bench/precision.py).
+    fp32_head = True
+
     def __init__(self, query_encoder: nn.Module, doc_encoder: nn.Module | None, spec: EncoderSpec):
         super().__init__()
         self.spec = spec
@@ -93,7 +97,11 @@ class DualEncoder(nn.Module):
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         if head is not None:
-            pooled = head(pooled)
+            if self.fp32_head:
+                with torch.autocast(pooled.device.type, enabled=False):
+                    pooled = head(pooled.float())
+            else:
+                pooled = head(pooled)
         if self.spec.similarity == "cosine":
             pooled = nn.functional.normalize(pooled.float(), dim=-1)
         return pooled
@@ -116,8 +124,12 @@ class DualEncoder(nn.Module):
         """(side, head) pairs to save: one head when shared, so no tensor is stored twice."""
         return [("query", self.query_head)] if self.spec.shared else [("query", self.query_head), ("doc", self.doc_head)]
 
-    def save(self, folder: str | Path, tokenizer=None) -> None:
-        """Write a checkpoint folder atomically (see the module docstring for its layout)."""
+    def save(self, folder: str | Path, tokenizer=None, extra=None) -> None:
+        """Write a checkpoint folder atomically (see the module docstring for its layout).
+
+        ``extra(tmp)`` adds files (optimizer state, the provenance manifest) to the folder before it
+        is renamed into place, so the folder appears complete or not at all.
+        """
         with atomic_path(folder) as tmp:
             tmp.mkdir(parents=True)
             if self.spec.shared:
@@ -139,6 +151,8 @@ class DualEncoder(nn.Module):
                 save_file(heads, str(tmp / HEAD_FILE))
             (tmp / SPEC_FILE).write_text(json.dumps(asdict(self.spec), indent=1) + "\n")
             write_sentence_transformers(self, tmp)
+            if extra is not None:
+                extra(tmp)
 
 
 ST = "sentence_transformers.models."  # the module type names every release since 2.x reads

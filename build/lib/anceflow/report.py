@@ -63,21 +63,14 @@ def plot_metrics(metrics_tsv: str | Path, out_png: str | Path) -> None:
 
 
 def plot_losses(log_csvs: list[str | Path], out_png: str | Path) -> None:
-    """Training loss of every round against the cumulative step (the bm25neg control starts where
-    round 0 ends, as round 1 does)."""
+    """Training loss of every round against the global step (each training continues at the step
+    its starting checkpoint ended: the bm25neg control where round 0 ends, as round 1 does)."""
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    offset, warmup_end = 0, 0
     for path in log_csvs:
         log = pd.read_csv(path)
-        name = Path(path).name.split(".")[0]
         if len(log):
-            start = warmup_end if name == "bm25neg" else offset
-            ax.plot(log["step"] + start, log["loss"], label=name, linewidth=1)
-            if name != "bm25neg":
-                offset += int(log["step"].max())
-            if name == "round-0":
-                warmup_end = offset
-    ax.set_xlabel("step (rounds one after another)")
+            ax.plot(log["global_step"], log["loss"], label=Path(path).name.split(".")[0], linewidth=1)
+    ax.set_xlabel("global step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)

@@ -41,9 +41,12 @@ from anceflow.digest import source_digest
 from anceflow.encode import autocast, pad_batch, pad_multiple, resolve_precision, to_device
 from anceflow.errors import INTERRUPTED_EXIT
 from anceflow.io import atomic_path
-from anceflow.model import load_dual_encoder, load_tokenizer
+from anceflow.model import EncoderSpec, load_dual_encoder, load_tokenizer
+from anceflow.model_source import resolve_model_path
 from anceflow.negatives import Negatives
 from anceflow.optim import build_optimizer, build_scheduler
+from anceflow.provenance import (device_info, negatives_entry, packages, read_manifest, relative, results_root,
+                                 source_entry, write_checkpoint_manifest)
 from anceflow.tokenize import TokenTable, corpus_documents
 
 log = logging.getLogger(__name__)
@@ -300,6 +303,7 @@ def global_step_of(checkpoint: str | Path) -> int:
 
 def train(s: TrainSettings, *, progress: bool = True) -> dict:
     """Run (or resume) one training job; returns a summary. Exits 143 after saving on SIGTERM."""
+    job_start = time.time()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -328,6 +332,8 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
         log.info("attention-probability dropout off in %d attention modules (train.attention_dropout: %s)",
                  turned_off, s.attention_dropout)
     temperature = s.temperature or (0.05 if model.spec.similarity == "cosine" else 1.0)
+    # What this job reads, by hash, for the checkpoint's manifest (hashed now: what training used).
+    inputs = training_inputs(s) if rank == 0 else None
     data = _training_data(s, rank, world)
     if s.epochs:
         s.steps = max(1, math.ceil(s.epochs * len(data) / (s.batch_size * s.grad_accum)))
@@ -342,7 +348,7 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
     state_dir = Path(s.state_dir)
     state_file = state_dir / "state.pt"
     fingerprint = s.fingerprint()
-    start_step, rows, resumed = 0, [], False
+    start_step, rows, resumed, earlier_seconds = 0, [], False, 0.0
     if state_file.exists():
         state = torch.load(state_file, map_location=device, weights_only=False)
         if state["fingerprint"] == fingerprint:
@@ -352,6 +358,7 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
             scaler.load_state_dict(state["scaler"])
             _set_rng_state(state["rng"])
             start_step, rows, resumed = state["step"], state["log"], True
+            earlier_seconds = state.get("train_seconds", 0.0)  # the loop's time in interrupted attempts
             log.info("resuming from step %d of %d (%s, saved on %s)", start_step, s.steps, state_file,
                      state.get("reason", "periodic"))
         else:
@@ -375,7 +382,8 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
         if rank == 0:
             _save_state(state_file, fingerprint=fingerprint, step=step, reason=reason, model=model.state_dict(),
                         optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                        scaler=scaler.state_dict(), rng=_rng_state(), log=rows)
+                        scaler=scaler.state_dict(), rng=_rng_state(), log=rows,
+                        train_seconds=earlier_seconds + time.time() - t0)
             _write_log(state_dir / "log.csv", rows)
         if world > 1:
             dist.barrier()
@@ -451,21 +459,76 @@ def train(s: TrainSettings, *, progress: bool = True) -> dict:
             live.close()
 
     summary = {"steps": s.steps, "examples": len(data), "resumed_from": start_step,
-               "final_loss": rows[-1]["loss"] if rows else None, "train_seconds": round(time.time() - t0, 2)}
+               "final_loss": rows[-1]["loss"] if rows else None, "train_seconds": round(time.time() - t0, 2),
+               "wall_seconds": round(earlier_seconds + time.time() - t0, 2)}
     if rank == 0:
         model.eval()
-        model.save(s.out_dir, tokenizer)
-        (Path(s.out_dir) / TRAINER_STATE).write_text(json.dumps(
-            {"global_step": first_global + s.steps, "steps": s.steps, "started_at_global_step": first_global}) + "\n")
-        if s.save_optimizer:
-            with atomic_path(Path(s.out_dir) / "optimizer.pt") as tmp:
-                torch.save(optimizer.state_dict(), tmp)
+
+        def finish(folder: Path) -> None:
+            # Inside the checkpoint folder before it is renamed into place: all of it or nothing.
+            (folder / TRAINER_STATE).write_text(json.dumps(
+                {"global_step": first_global + s.steps, "steps": s.steps, "started_at_global_step": first_global}) + "\n")
+            if s.save_optimizer:
+                torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+            write_checkpoint_manifest(
+                folder, system=Path(s.out_dir).name, **inputs, config=asdict(s), code_digest=source_digest(),
+                packages=packages(), device=device_info(device, world, precision), steps=s.steps,
+                examples=len(data), resumed_from=start_step, final_loss=summary["final_loss"],
+                train_seconds=summary["wall_seconds"], job_seconds=round(time.time() - job_start, 2))
+
+        model.save(s.out_dir, tokenizer, extra=finish)
         _write_log(s.log_csv, rows)
         shutil.rmtree(state_dir, ignore_errors=True)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+def training_inputs(s: TrainSettings) -> dict:
+    """The manifest's links: the parent checkpoint (or pretrained model), the negatives and what
+    mined them, the carried optimizer state; each by sha256 (seconds at MS MARCO size: module
+    ``anceflow.provenance``)."""
+    root = results_root(s.out_dir)
+    init = resolve_model_path(s.init)
+    parent = source_entry(init, root, name=None if init == s.init else s.init)
+    files = parent.get("files", {})
+    recorded = read_manifest(init) if Path(init).is_dir() else None
+    if recorded:
+        del parent["files"]  # the parent's manifest lists them
+        if recorded["weights"]["sha256"] != parent["sha256"]:
+            log.warning("%s differs from its manifest.json (sha256 %s, recorded %s): training from it anyway; "
+                        "python -m anceflow.verify names the file", init, parent["sha256"],
+                        recorded["weights"]["sha256"])
+    inputs = {"parent": parent, "negatives": negatives_entry(s.negatives, root)}
+    if s.init_optimizer:
+        # Usually the parent's optimizer.pt (1 GB for roberta-base), hashed with it just above.
+        inside = relative(s.init_optimizer, init)
+        inputs["optimizer_from"] = ({"path": relative(s.init_optimizer, root), **files[inside]} if inside in files
+                                    else source_entry(s.init_optimizer, root))
+    return inputs
+
+
+def init_checkpoint(name_or_path: str, spec: EncoderSpec, out_dir: str | Path, *, seed: int = 0,
+                    model_name: str | None = None) -> dict:
+    """The pretrained model saved as a checkpoint (rule init_model, system ``zeroshot``), with a
+    manifest naming the model (``model_name``: as the config names it) and hashing its files."""
+    start = time.time()
+    model = load_dual_encoder(name_or_path, spec, seed=seed)
+    tokenizer = load_tokenizer(name_or_path)
+    path = resolve_model_path(str(name_or_path))
+    parent = source_entry(path, results_root(out_dir), name=model_name or str(name_or_path))
+    manifest = {}
+
+    def finish(folder: Path) -> None:
+        manifest.update(write_checkpoint_manifest(
+            folder, system=Path(out_dir).name, parent=parent,
+            config={"name_or_path": str(name_or_path), "spec": asdict(spec), "seed": seed},
+            code_digest=source_digest(), packages=packages(), device=device_info(), steps=0,
+            job_seconds=round(time.time() - start, 2)))
+
+    model.save(out_dir, tokenizer, extra=finish)
+    return manifest
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, s: TrainSettings):
