@@ -117,10 +117,14 @@ def write_config(path: Path, config: dict) -> Path:
 
 
 def tiny_demo_config(tiny_model: Path, staleness: int = 0) -> dict:
-    """The demo pipeline at CI size: small demo data, a tiny BERT with ANCE's head, 2 shards, 2 rounds."""
+    """The demo pipeline at CI size: small demo data, a tiny BERT with ANCE's head, 2 shards, 2 rounds.
+
+    Mean pooling, not ANCE's CLS: a random tiny BERT's CLS vector is the same for every text (cosine
+    1.0000 to their mean), so every document would score within float noise of every other and
+    rankings would be ties; mean-pooled vectors differ (scores a top-10 apart by 0.01 to 1)."""
     return {
         "dataset": {"name": "demo", "source": "demo", "demo": {"passages": 400, "train_queries": 80, "dev_queries": 40}},
-        "model": {"name_or_path": str(tiny_model), "pooling": "cls", "head": "linear_layernorm", "similarity": "dot",
+        "model": {"name_or_path": str(tiny_model), "pooling": "mean", "head": "linear_layernorm", "similarity": "dot",
                   "max_query_len": 32, "max_doc_len": 64},
         "train": {"batch_size": 8, "lr": 1.0e-3, "save_every": 10},
         "warmup": {"steps": 30},

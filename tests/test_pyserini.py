@@ -134,7 +134,7 @@ def export_round_0(workdir, model_cfg, **overrides):
 
 @pytest.fixture(scope="module")
 def tiny_export(demo_run):
-    """Round 0 of the shared tiny demo (a tiny BERT, cls + ANCE's linear_layernorm head + dot),
+    """Round 0 of the shared tiny demo (a tiny BERT, mean pooling + ANCE's linear_layernorm head + dot),
     exported for Pyserini: ``snakemake results/demo/export/round-0/pyserini``."""
     from conftest import snakemake
 

@@ -259,7 +259,7 @@ def test_a_hub_model_is_fetched_once_and_later_jobs_load_it_from_disk(tmp_path, 
                          "--configfile", str(cfg), workdir=tmp_path)
     assert (tmp_path / "resources/models/tiny-bert/model.safetensors").exists()
     assert "rule fetch_model" in proc.stdout + proc.stderr
-    assert json.loads((tmp_path / "results/demo/checkpoints/zeroshot/anceflow.json").read_text())["pooling"] == "cls"
+    assert json.loads((tmp_path / "results/demo/checkpoints/zeroshot/anceflow.json").read_text())["pooling"] == "mean"
     # Nothing asks the hub again: a dry run with the hub gone has nothing to do.
     assert planned_jobs(snakemake("-n", "results/demo/checkpoints/zeroshot", "--configfile", str(cfg),
                                   workdir=tmp_path)) == {}
