@@ -228,7 +228,7 @@ def test_scifact_bm25_matches_anserini_regression(tmp_path):
 
 
 def test_user_config_from_repo_root_with_relative_path(tmp_path):
-    """The README's example: a user YAML naming ../shared/datasets/scifact, run from the repo root."""
+    """A user YAML naming a local folder by a relative path, run from the repo root."""
     dataset_dir("scifact")
     cfg = write_config(tmp_path / "my.yaml",
                        {"dataset": {"name": "scifact", "source": "local", "path": "../shared/datasets/scifact"}})
@@ -237,6 +237,24 @@ def test_user_config_from_repo_root_with_relative_path(tmp_path):
     assert "bm25" in jobs
     assert set(jobs) <= {"prepare", "bm25_index", "bm25_search", "bm25_search_train", "bm25_negatives", "evaluate",
                          "bm25"}
+
+
+def test_readmes_own_data_examples_plan_on_a_fresh_machine(tmp_path):
+    """Every YAML example of README's "Your own data" is a valid config whose BM25 target plans from
+    nothing (downloads included: BEIR by name, ir_datasets), in an empty folder."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Your own data"):text.index("The `local` layout")]
+    examples = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    assert len(examples) >= 3
+    for i, example in enumerate(examples):
+        cfg = tmp_path / f"my{i}.yaml"
+        cfg.write_text(example)
+        proc = snakemake("bm25", "-n", "--configfile", str(cfg), workdir=tmp_path / f"run{i}", check=False)
+        assert proc.returncode == 0, f"README example {i + 1}:\n{example}\n{proc.stderr[-3000:]}"
+        jobs = planned_jobs(proc)
+        source = yaml.safe_load(example)["dataset"]["source"]
+        download = {"beir": "download_beir", "ir_datasets": "download_ir_datasets"}[source]
+        assert {download, "prepare", "bm25_index", "bm25_negatives", "bm25"} <= set(jobs), (i, jobs)
 
 
 def test_lint_is_clean():
