@@ -22,6 +22,7 @@ wildcard_constraints:
     system="[^/]+",
     n=r"\d+",
     shard=r"\d+",
+    seed=r"\d+",
 
 
 include: "rules/download.smk"

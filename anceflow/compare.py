@@ -138,6 +138,19 @@ def verdict(row: Mapping) -> str:
             f"{'s' if row['seeds'] != 1 else ''} x {row['queries']} queries: {said}")
 
 
+def verdict_lines(table: pd.DataFrame, trained: list[str]) -> list[str]:
+    """The report's words: first whether ANCE's last round beats the equal-step BM25-Neg control
+    (or, without a control, the warmup), per split and metric; then every other comparison."""
+    rounds = [s for s in trained if s.startswith("round-")]
+    last = rounds[-1] if rounds else None
+    headline = table[(table["system"] == last) & (table["baseline"] == ("bm25neg" if "bm25neg" in trained
+                                                                        else "round-0"))]
+    lines = [("ANCE's rounds vs the equal-step control: " if "bm25neg" in trained else "ANCE's rounds vs the warmup: ")
+             + verdict(row) for row in headline.to_dict("records")]
+    lines += [verdict(row) for row in table.drop(headline.index).to_dict("records")]
+    return lines or ["nothing to compare (no trained system beside a baseline)"]
+
+
 def read_per_query(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"qid": str})
 

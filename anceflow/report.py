@@ -101,3 +101,29 @@ def rounds_table(stats_jsons: list[str | Path], log_csvs: list[str | Path], metr
 def write_table(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+
+
+def plot_compute(compute: pd.DataFrame, metrics_tsv: str | Path, out_png: str | Path) -> None:
+    """Quality against cumulative compute: nDCG@10 of round n at the hours spent through round n
+    (shared work included), and the control at its own; GPU-hours where jobs had GPUs, else CPU-hours."""
+    metrics = full_ranking(metrics_tsv)
+    parts = compute[compute["part"] != "total"].set_index("part")
+    unit = "gpu" if parts["gpu_hours"].sum() > 0 else "cpu"
+    splits = list(dict.fromkeys(metrics["split"]))
+    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.5), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        part = metrics[metrics["split"] == split].set_index("system")
+        rounds = [p for p in parts.index if p.startswith("round-") and p in part.index]
+        ax.plot([parts.loc[r, f"cumulative_{unit}_hours"] for r in rounds], [part.loc[r, "ndcg@10"] for r in rounds],
+                marker="o", label="ANCE rounds")
+        for r in rounds:
+            ax.annotate(r.removeprefix("round-"), (parts.loc[r, f"cumulative_{unit}_hours"], part.loc[r, "ndcg@10"]),
+                        textcoords="offset points", xytext=(4, 4), fontsize="small")
+        if "bm25neg" in parts.index and "bm25neg" in part.index:
+            ax.plot([parts.loc["bm25neg", f"cumulative_{unit}_hours"]], [part.loc["bm25neg", "ndcg@10"]], marker="s",
+                    linestyle="none", color="tab:red", label="bm25neg")
+        ax.set_xlabel(f"cumulative {unit.upper()}-hours")
+        ax.set_ylabel(f"nDCG@10 ({split})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    save_png(fig, out_png)

@@ -73,19 +73,19 @@ rule bm25_negatives:
         collection=f"{PREP}/collection.parquet",
         qrels=f"{PREP}/qrels.{TRAIN_SPLIT}.parquet",
     output:
-        negatives=f"{RES}/negatives/round-0.parquet",
-        stats=f"{RES}/negatives/round-0.json",
+        negatives=f"{RUN}/negatives/round-0.parquet",
+        stats=f"{RUN}/negatives/round-0.json",
     params:
         n=config["negatives_per_query"],
         depth=config["bm25"]["topk"],
         query_fraction=1.0,
-        seed=config["seed"],
+        seed=job_seed,
         # Recorded in round-0.json as what mined the negatives (the run's own settings).
         bm25={"k1": config["bm25"]["k1"], "b": config["bm25"]["b"], "topk": config["bm25"]["topk"]},
     log:
-        f"{RES}/logs/bm25_negatives.log",
+        f"{RUN}/logs/bm25_negatives.log",
     benchmark:
-        f"{RES}/benchmarks/bm25_negatives.tsv"
+        f"{RUN}/benchmarks/bm25_negatives.tsv"
     conda:
         "../envs/bm25.yaml"
     script:
@@ -96,4 +96,4 @@ rule bm25:
     """Target: BM25 runs for every split, their metrics, and the round-0 negatives."""
     input:
         system_metrics("bm25"),
-        f"{RES}/negatives/round-0.parquet",
+        per_seed(f"{RUN}/negatives/round-0.parquet"),

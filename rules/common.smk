@@ -57,6 +57,27 @@ ROUNDS = list(range(ANCE["rounds"] + 1))  # round 0 is the warmup
 CONTROL = ["bm25neg"] if ANCE["control"] and ANCE["rounds"] > 0 else []
 SYSTEMS = ["bm25", "zeroshot", *[f"round-{n}" for n in ROUNDS], *CONTROL]
 DENSE_SYSTEM = "|".join([r"zeroshot|round-\d+", *CONTROL])
+# Training seeds (`seeds`; null: one run with `seed`). What a seed changes (negatives, checkpoints,
+# their vectors, runs, evaluation, report) lives in RUN: results/<name>/seed-<s>/ with several seeds,
+# results/<name>/ with one, as before. Data, tokens and BM25 are shared in results/<name>/.
+SEEDS = list(dict.fromkeys(config["seeds"] or [config["seed"]]))
+MULTI_SEED = len(SEEDS) > 1
+RUN = f"{RES}/seed-{{seed}}" if MULTI_SEED else RES
+
+
+def run_dir(wildcards):
+    """This job's RUN folder (input functions return concrete paths)."""
+    return RUN.format(seed=wildcards.seed) if MULTI_SEED else RES
+
+
+def job_seed(wildcards):
+    """This job's training seed: its seed wildcard, or `seed`."""
+    return int(wildcards.seed) if MULTI_SEED else config["seed"]
+
+
+def per_seed(path):
+    """A RUN path for every seed."""
+    return expand(path, seed=SEEDS) if MULTI_SEED else [path]
 
 
 def mining_round(n):
@@ -154,26 +175,28 @@ RERANK_SPLITS = rerank_splits()
 
 
 def system_metrics(system):
-    metrics = [f"{RES}/eval/{system}/{split}.metrics.tsv" for split in EVAL_SPLITS]
-    if system != "bm25":
-        metrics += [f"{RES}/eval/{system}/{split}.rerank.metrics.tsv" for split in RERANK_SPLITS]
-    return metrics
+    """A system's metrics files: BM25's shared, a dense system's in RUN (with the seed wildcard)."""
+    if system == "bm25":
+        return [f"{RES}/eval/bm25/{split}.metrics.tsv" for split in EVAL_SPLITS]
+    metrics = [f"{RUN}/eval/{system}/{split}.metrics.tsv" for split in EVAL_SPLITS]
+    return metrics + [f"{RUN}/eval/{system}/{split}.rerank.metrics.tsv" for split in RERANK_SPLITS]
 
 
 def export_target():
     """The Pyserini export of the last round (target `export`, or part of `all` with export: true)."""
-    return f"{RES}/export/round-{ANCE['rounds']}/pyserini"
+    return f"{RUN}/export/round-{ANCE['rounds']}/pyserini"
 
 
 def all_outputs():
     return [
         f"{RES}/metrics.tsv",
-        f"{RES}/report/metrics.png",
-        f"{RES}/negatives/round-0.parquet",
+        f"{RES}/comparison.tsv",
+        *per_seed(f"{RUN}/report/metrics.png"),
+        *per_seed(f"{RUN}/negatives/round-0.parquet"),
         *tokenized("corpus"),
         *[path for split in SPLITS for path in tokenized(f"queries.{split}")],
         # In the same run, the corpus vectors are consumed by the export before they are deleted.
-        *([export_target()] if config["export"] else []),
+        *(per_seed(export_target()) if config["export"] else []),
     ]
 
 
@@ -191,7 +214,7 @@ def encoder_spec(wildcards):
 
 def train_init(wildcards):
     n = int(wildcards.n)
-    return f"{RES}/checkpoints/zeroshot" if n == 0 else f"{RES}/checkpoints/round-{n - 1}"
+    return f"{run_dir(wildcards)}/checkpoints/" + ("zeroshot" if n == 0 else f"round-{n - 1}")
 
 
 def carries_optimizer(n):
@@ -227,9 +250,9 @@ def train_settings(wildcards):
         "steps": steps,
         "lr": config["train"]["lr"],
         "epochs": None,
-        "seed": config["seed"] + n,
+        "seed": job_seed(wildcards) + n,
         "save_optimizer": carries_optimizer(n + 1) and n < ANCE["rounds"],
-        "init_optimizer": f"{RES}/checkpoints/round-{n - 1}/optimizer.pt" if carries_optimizer(n) else None,
+        "init_optimizer": f"{run_dir(wildcards)}/checkpoints/round-{n - 1}/optimizer.pt" if carries_optimizer(n) else None,
     }
     if n > 0:
         return {**settings, **ance_schedule((n - 1) * steps)}
@@ -251,9 +274,9 @@ def control_settings(wildcards):
         "steps": ANCE["rounds"] * ANCE["steps_per_round"],
         "lr": config["train"]["lr"],
         "epochs": None,
-        "seed": config["seed"] + ANCE["rounds"] + 1,
+        "seed": job_seed(wildcards) + ANCE["rounds"] + 1,
         "save_optimizer": False,
-        "init_optimizer": f"{RES}/checkpoints/round-0/optimizer.pt" if ANCE["carry_optimizer"] == "all" else None,
+        "init_optimizer": f"{run_dir(wildcards)}/checkpoints/round-0/optimizer.pt" if ANCE["carry_optimizer"] == "all" else None,
         **ance_schedule(0),
     }
 
@@ -261,23 +284,23 @@ def control_settings(wildcards):
 def mining_input(wildcards):
     n = int(wildcards.n)
     return {
-        "run": f"{RES}/runs/round-{mining_round(n)}/{TRAIN_SPLIT}.rows.npy",
+        "run": f"{run_dir(wildcards)}/runs/round-{mining_round(n)}/{TRAIN_SPLIT}.rows.npy",
         "queries": f"{PREP}/queries.{TRAIN_SPLIT}.parquet",
         "collection": f"{PREP}/collection.parquet",
         "qrels": f"{PREP}/qrels.{TRAIN_SPLIT}.parquet",
-        "previous": f"{RES}/negatives/round-{n - 1}.parquet",
+        "previous": f"{run_dir(wildcards)}/negatives/round-{n - 1}.parquet",
         # Its manifest gives the mining checkpoint's hash, recorded in the negatives' JSON.
-        "checkpoint": f"{RES}/checkpoints/round-{mining_round(n)}",
+        "checkpoint": f"{run_dir(wildcards)}/checkpoints/round-{mining_round(n)}",
     }
 
 
 def search_outputs(mining):
     """What a checkpoint's search job writes: a run per evaluation split, a reranked run per split
     with candidates, and for a mining checkpoint the training split's rows."""
-    outputs = [f"{RES}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS]
-    outputs += [f"{RES}/runs/{{system}}/{split}.rerank.trec" for split in RERANK_SPLITS]
+    outputs = [f"{RUN}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS]
+    outputs += [f"{RUN}/runs/{{system}}/{split}.rerank.trec" for split in RERANK_SPLITS]
     if mining:
-        outputs.append(intermediate(f"{RES}/runs/{{system}}/{TRAIN_SPLIT}.rows.npy"))
+        outputs.append(intermediate(f"{RUN}/runs/{{system}}/{TRAIN_SPLIT}.rows.npy"))
     return outputs
 
 
@@ -294,30 +317,31 @@ def search_input(wildcards):
     splits = [split for split, _, _ in search_plan(wildcards)]
     inputs = {
         "shards": corpus_shards(wildcards),
-        "queries": [f"{RES}/embeddings/{wildcards.system}/queries.{split}.npy" for split in splits],
+        "queries": [f"{run_dir(wildcards)}/embeddings/{wildcards.system}/queries.{split}.npy" for split in splits],
         "query_rows": [f"{TOK}/queries.{split}.rows.parquet" for split in splits],
         "candidates": [f"{PREP}/candidates.{split}.parquet" for split in RERANK_SPLITS],
         "corpus_rows": f"{TOK}/corpus.rows.parquet",
         "collection": f"{PREP}/collection.parquet",
     }
     if config["index"]["type"] != "flat":
-        inputs["index"] = f"{RES}/index/{wildcards.system}/index.faiss"
+        inputs["index"] = f"{run_dir(wildcards)}/index/{wildcards.system}/index.faiss"
     return inputs
 
 
 def corpus_shards(wildcards):
     return [
-        f"{RES}/embeddings/{wildcards.system}/corpus.{shard}.npy"
+        f"{run_dir(wildcards)}/embeddings/{wildcards.system}/corpus.{shard}.npy"
         for shard in range(config["encode"]["shards"])
     ]
 
 
 def training_logs(wildcards):
-    return [f"{RES}/train/round-{n}.log.csv" for n in ROUNDS] + [f"{RES}/train/{c}.log.csv" for c in CONTROL]
+    run = run_dir(wildcards)
+    return [f"{run}/train/round-{n}.log.csv" for n in ROUNDS] + [f"{run}/train/{c}.log.csv" for c in CONTROL]
 
 
 def mining_stats(wildcards):
-    return [f"{RES}/negatives/round-{n}.json" for n in ROUNDS]
+    return [f"{run_dir(wildcards)}/negatives/round-{n}.json" for n in ROUNDS]
 
 
 def relevance_level(wildcards):
@@ -332,15 +356,49 @@ _EXPORT_NOTICES = set()
 def export_input(wildcards):
     inputs = {"shards": corpus_shards(wildcards), "corpus_rows": f"{TOK}/corpus.rows.parquet"}
     if config["index"]["type"] != "flat":
-        inputs["index"] = f"{RES}/index/{wildcards.system}/index.faiss"
+        inputs["index"] = f"{run_dir(wildcards)}/index/{wildcards.system}/index.faiss"
     missing = [s for s in inputs["shards"] if not os.path.exists(s)]
-    trained = f"{RES}/checkpoints/{wildcards.system}"
+    trained = f"{run_dir(wildcards)}/checkpoints/{wildcards.system}"
     # Say up front (while the DAG is built, dry runs included) that a finished checkpoint's deleted
     # vectors are encoded again: on MS MARCO that is encode.shards GPU jobs and 13.6 GB.
-    if missing and os.path.exists(trained) and workflow.is_main_process and wildcards.system not in _EXPORT_NOTICES:
-        _EXPORT_NOTICES.add(wildcards.system)
-        print(f"NOTE: exporting {wildcards.system} needs its corpus vectors, and {len(missing)} of "
+    if missing and os.path.exists(trained) and workflow.is_main_process and trained not in _EXPORT_NOTICES:
+        _EXPORT_NOTICES.add(trained)
+        print(f"NOTE: exporting {trained} needs its corpus vectors, and {len(missing)} of "
               f"{len(inputs['shards'])} shards were deleted after use (keep_intermediate: false): they are "
               "encoded again first (encode_corpus jobs). Set `export: true` to export during the run instead.",
               file=sys.stderr)
     return inputs
+
+
+#: What comparison.tsv tests: every trained system against the equal-step BM25-Neg control and
+#: against the warmup (round 0), on every evaluation split, per query, pooled over the seeds.
+TRAINED = [f"round-{n}" for n in ROUNDS] + CONTROL
+BASELINES = [b for b in ("bm25neg", "round-0") if b in TRAINED]
+
+
+def comparison_plan(wildcards):
+    """(system, split, seed) of each per-query table rule compare reads, in its inputs' order."""
+    return [(system, split, seed) for seed in SEEDS for system in TRAINED for split in EVAL_SPLITS]
+
+
+def comparison_input(wildcards):
+    run = {seed: RUN.format(seed=seed) if MULTI_SEED else RES for seed in SEEDS}
+    return {"per_query": [f"{run[seed]}/eval/{system}/{split}.per_query.tsv"
+                          for system, split, seed in comparison_plan(wildcards)]}
+
+
+def gpus_per_rule():
+    """GPUs a rule's jobs ask for (the profile's `gpu` resource): for the GPU-hours in the report."""
+    settings = workflow.resource_settings
+    overwrite = settings.overwrite_resources if settings and settings.overwrite_resources else {}
+    gpus = {}
+    for rule, resources in overwrite.items():
+        resource = resources.get("gpu")
+        if resource is not None and not resource.is_evaluable():
+            gpus[rule] = int(resource.value or 0)
+    return gpus
+
+
+def benchmark_dirs(wildcards):
+    """Where this seed's jobs and the shared ones wrote their benchmark files."""
+    return sorted({f"{run_dir(wildcards)}/benchmarks", f"{RES}/benchmarks"})

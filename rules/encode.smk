@@ -3,19 +3,19 @@
 
 rule encode_corpus:
     input:
-        checkpoint=f"{RES}/checkpoints/{{system}}",
+        checkpoint=f"{RUN}/checkpoints/{{system}}",
         tokens=tokenized("corpus"),
     output:
-        intermediate(f"{RES}/embeddings/{{system}}/corpus.{{shard}}.npy"),
+        intermediate(f"{RUN}/embeddings/{{system}}/corpus.{{shard}}.npy"),
     params:
         shards=config["encode"]["shards"],
         batch_size=config["encode"]["batch_size"],
         dtype=config["encode"]["dtype"],
         precision=config["encode"]["precision"],
     log:
-        f"{RES}/logs/encode_corpus.{{system}}.{{shard}}.log",
+        f"{RUN}/logs/encode_corpus.{{system}}.{{shard}}.log",
     benchmark:
-        f"{RES}/benchmarks/encode_corpus.{{system}}.{{shard}}.tsv"
+        f"{RUN}/benchmarks/encode_corpus.{{system}}.{{shard}}.tsv"
     threads: 2
     resources:
         mem_mb=16000,
@@ -27,19 +27,19 @@ rule encode_corpus:
 
 rule encode_queries:
     input:
-        checkpoint=f"{RES}/checkpoints/{{system}}",
+        checkpoint=f"{RUN}/checkpoints/{{system}}",
         tokens=tokenized("queries.{split}"),
     output:
-        intermediate(f"{RES}/embeddings/{{system}}/queries.{{split}}.npy"),
+        intermediate(f"{RUN}/embeddings/{{system}}/queries.{{split}}.npy"),
     params:
         shards=1,
         batch_size=config["encode"]["batch_size"],
         dtype="float32",
         precision=config["encode"]["precision"],
     log:
-        f"{RES}/logs/encode_queries.{{system}}.{{split}}.log",
+        f"{RUN}/logs/encode_queries.{{system}}.{{split}}.log",
     benchmark:
-        f"{RES}/benchmarks/encode_queries.{{system}}.{{split}}.tsv"
+        f"{RUN}/benchmarks/encode_queries.{{system}}.{{split}}.tsv"
     threads: 2
     resources:
         mem_mb=8000,

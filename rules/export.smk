@@ -6,13 +6,13 @@ rule export_pyserini:
     input:
         unpack(export_input),
     output:
-        directory(f"{RES}/export/{{system}}/pyserini"),
+        directory(f"{RUN}/export/{{system}}/pyserini"),
     wildcard_constraints:
         system=DENSE_SYSTEM,
     log:
-        f"{RES}/logs/export_pyserini.{{system}}.log",
+        f"{RUN}/logs/export_pyserini.{{system}}.log",
     benchmark:
-        f"{RES}/benchmarks/export_pyserini.{{system}}.tsv"
+        f"{RUN}/benchmarks/export_pyserini.{{system}}.tsv"
     resources:
         mem_mb=48000,
     conda:

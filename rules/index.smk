@@ -9,16 +9,16 @@ rule build_index:
     input:
         corpus_shards,
     output:
-        intermediate(f"{RES}/index/{{system}}/index.faiss"),
+        intermediate(f"{RUN}/index/{{system}}/index.faiss"),
     wildcard_constraints:
         system=DENSE_SYSTEM,
     params:
         index=config["index"],
-        seed=config["seed"],
+        seed=job_seed,
     log:
-        f"{RES}/logs/build_index.{{system}}.log",
+        f"{RUN}/logs/build_index.{{system}}.log",
     benchmark:
-        f"{RES}/benchmarks/build_index.{{system}}.tsv"
+        f"{RUN}/benchmarks/build_index.{{system}}.tsv"
     threads: 2
     resources:
         mem_mb=32000,
@@ -44,9 +44,9 @@ rule dense_search:
         use_gpu=config["index"]["use_gpu"],
         max_cpu_hours=config["index"]["max_cpu_hours"],
     log:
-        f"{RES}/logs/dense_search.{{system}}.log",
+        f"{RUN}/logs/dense_search.{{system}}.log",
     benchmark:
-        f"{RES}/benchmarks/dense_search.{{system}}.tsv"
+        f"{RUN}/benchmarks/dense_search.{{system}}.tsv"
     threads: 2
     resources:
         mem_mb=16000,
@@ -62,6 +62,6 @@ use rule dense_search as dense_search_mining with:
     wildcard_constraints:
         system=alternatives(MINING_SYSTEMS),
     log:
-        f"{RES}/logs/dense_search.{{system}}.log",
+        f"{RUN}/logs/dense_search.{{system}}.log",
     benchmark:
-        f"{RES}/benchmarks/dense_search_mining.{{system}}.tsv"
+        f"{RUN}/benchmarks/dense_search_mining.{{system}}.tsv"

@@ -6,8 +6,8 @@ rule mine_negatives:
     input:
         unpack(mining_input),
     output:
-        negatives=f"{RES}/negatives/round-{{n}}.parquet",
-        stats=f"{RES}/negatives/round-{{n}}.json",
+        negatives=f"{RUN}/negatives/round-{{n}}.parquet",
+        stats=f"{RUN}/negatives/round-{{n}}.json",
     wildcard_constraints:
         n=r"[1-9]\d*",
     params:
@@ -15,11 +15,11 @@ rule mine_negatives:
         depth=ANCE["topk"],
         query_fraction=ANCE["query_fraction"],
         query_selection=ANCE["query_selection"],
-        seed=config["seed"],
+        seed=job_seed,
     log:
-        f"{RES}/logs/mine_negatives.round-{{n}}.log",
+        f"{RUN}/logs/mine_negatives.round-{{n}}.log",
     benchmark:
-        f"{RES}/benchmarks/mine_negatives.round-{{n}}.tsv"
+        f"{RUN}/benchmarks/mine_negatives.round-{{n}}.tsv"
     conda:
         "../envs/evaluate.yaml"
     script:

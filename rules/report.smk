@@ -1,44 +1,60 @@
-# Report: metric-per-round plots, loss curves, per-round diagnostics, and the config used;
-# the same files are the content of `snakemake --report report.html`.
+# Report: metric-per-round plots, loss curves, per-round diagnostics, compute per round, and the
+# config used; the same files are the content of `snakemake --report report.html`.
 
 
 rule report:
     input:
-        metrics=f"{RES}/metrics.tsv",
+        metrics=f"{RUN}/metrics.tsv",
         logs=training_logs,
         mining=mining_stats,
     output:
         metrics_png=report(
-            f"{RES}/report/metrics.png",
+            f"{RUN}/report/metrics.png",
             caption="../workflow/report/metrics.rst",
             category="Metrics",
         ),
         loss_png=report(
-            f"{RES}/report/loss.png",
+            f"{RUN}/report/loss.png",
             caption="../workflow/report/loss.rst",
             category="Training",
         ),
         rounds=report(
-            f"{RES}/report/rounds.tsv",
+            f"{RUN}/report/rounds.tsv",
             caption="../workflow/report/rounds.rst",
             category="Rounds",
         ),
         metrics_table=report(
-            f"{RES}/report/metrics.tsv",
+            f"{RUN}/report/metrics.tsv",
             caption="../workflow/report/metrics_table.rst",
             category="Metrics",
         ),
         config=report(
-            f"{RES}/report/config.yaml",
+            f"{RUN}/report/config.yaml",
             caption="../workflow/report/config.rst",
             category="Configuration",
         ),
+        # Beside metrics.tsv: CPU- and GPU-hours per round, for the control, and in all.
+        compute=report(
+            f"{RUN}/compute.tsv",
+            caption="../workflow/report/compute.rst",
+            category="Compute",
+        ),
+        compute_png=report(
+            f"{RUN}/report/compute.png",
+            caption="../workflow/report/compute.rst",
+            category="Compute",
+        ),
     params:
         config=config,
+        # Benchmark files are read, not declared: every job upstream of metrics.tsv has written its own.
+        benchmarks=benchmark_dirs,
+        gpus=gpus_per_rule(),
+        rounds=ANCE["rounds"],
+        control=bool(CONTROL),
     log:
-        f"{RES}/logs/report.log",
+        f"{RUN}/logs/report.log",
     benchmark:
-        f"{RES}/benchmarks/report.tsv"
+        f"{RUN}/benchmarks/report.tsv"
     conda:
         "../envs/evaluate.yaml"
     script:

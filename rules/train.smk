@@ -6,15 +6,15 @@ rule init_model:
     input:
         model_input,
     output:
-        directory(f"{RES}/checkpoints/zeroshot"),
+        directory(f"{RUN}/checkpoints/zeroshot"),
     params:
         name_or_path=MODEL_PATH,
         spec=encoder_spec,
-        seed=config["seed"],
+        seed=job_seed,
     log:
-        f"{RES}/logs/init_model.log",
+        f"{RUN}/logs/init_model.log",
     benchmark:
-        f"{RES}/benchmarks/init_model.tsv"
+        f"{RUN}/benchmarks/init_model.tsv"
     conda:
         "../envs/train.yaml"
     script:
@@ -24,21 +24,21 @@ rule init_model:
 rule train:
     input:
         init=train_init,
-        negatives=f"{RES}/negatives/round-{{n}}.parquet",
+        negatives=f"{RUN}/negatives/round-{{n}}.parquet",
         query_tokens=tokenized(f"queries.{TRAIN_SPLIT}"),
         corpus_tokens=tokenized("corpus"),
     output:
-        checkpoint=directory(f"{RES}/checkpoints/round-{{n}}"),
-        log_csv=f"{RES}/train/round-{{n}}.log.csv",
+        checkpoint=directory(f"{RUN}/checkpoints/round-{{n}}"),
+        log_csv=f"{RUN}/train/round-{{n}}.log.csv",
     params:
         settings=train_settings,
-        state_dir=f"{RES}/state/round-{{n}}",
+        state_dir=f"{RUN}/state/round-{{n}}",
         # Editing the training code re-runs training (content, not file times, is compared).
         code=source_digest(),
     log:
-        f"{RES}/logs/train.round-{{n}}.log",
+        f"{RUN}/logs/train.round-{{n}}.log",
     benchmark:
-        f"{RES}/benchmarks/train.round-{{n}}.tsv"
+        f"{RUN}/benchmarks/train.round-{{n}}.tsv"
     threads: 2
     resources:
         mem_mb=32000,
@@ -50,30 +50,30 @@ rule train:
 
 use rule train as train_control with:
     input:
-        init=f"{RES}/checkpoints/round-0",
-        negatives=f"{RES}/negatives/round-0.parquet",
+        init=f"{RUN}/checkpoints/round-0",
+        negatives=f"{RUN}/negatives/round-0.parquet",
         query_tokens=tokenized(f"queries.{TRAIN_SPLIT}"),
         corpus_tokens=tokenized("corpus"),
     output:
-        checkpoint=directory(f"{RES}/checkpoints/bm25neg"),
-        log_csv=f"{RES}/train/bm25neg.log.csv",
+        checkpoint=directory(f"{RUN}/checkpoints/bm25neg"),
+        log_csv=f"{RUN}/train/bm25neg.log.csv",
     params:
         settings=control_settings,
-        state_dir=f"{RES}/state/bm25neg",
+        state_dir=f"{RUN}/state/bm25neg",
         code=source_digest(),
     log:
-        f"{RES}/logs/train.bm25neg.log",
+        f"{RUN}/logs/train.bm25neg.log",
     benchmark:
-        f"{RES}/benchmarks/train_control.tsv"
+        f"{RUN}/benchmarks/train_control.tsv"
 
 
 rule zeroshot:
     """Target: the pretrained model as is, encoded, indexed, searched and evaluated."""
     input:
-        system_metrics("zeroshot"),
+        [path for m in system_metrics("zeroshot") for path in per_seed(m)],
 
 
 rule warmup:
     """Target: round 0 trained on BM25 negatives, then encoded, indexed and evaluated."""
     input:
-        system_metrics("round-0"),
+        [path for m in system_metrics("round-0") for path in per_seed(m)],

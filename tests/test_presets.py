@@ -11,7 +11,8 @@ from conftest import REPO
 
 GPU_RULES = {"train", "train_control", "encode_corpus", "encode_queries", "dense_search", "dense_search_mining"}
 CPU_RULES = {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "bm25_search", "bm25_search_train",
-             "bm25_negatives", "mine_negatives", "evaluate", "evaluate_rerank", "init_model", "metrics", "report"}
+             "bm25_negatives", "mine_negatives", "evaluate", "evaluate_bm25", "evaluate_rerank", "init_model", "metrics",
+             "compare", "seed_metrics", "report"}
 LOCAL_RULES = {"download_msmarco", "fetch_model"}
 PRESETS = ["msmarco-passage", "msmarco-doc-firstp", "msmarco-doc-maxp"]
 
@@ -55,7 +56,8 @@ def test_preset_dag_and_resources(preset, tmp_path):
     systems = rounds + 3  # zeroshot, round-0 .. round-N, bm25neg
     assert counts["encode_corpus"] == shards * systems
     assert counts["dense_search"] + counts["dense_search_mining"] == systems
-    assert counts["evaluate"] == (systems + 1) * len(splits)
+    assert counts["evaluate"] == systems * len(splits) and counts["evaluate_bm25"] == len(splits)
+    assert counts["compare"] == 1
     assert counts["evaluate_rerank"] == systems * len(splits)  # every MS MARCO split has a candidate list
     assert "build_index" not in counts  # exact search reads the vectors; no index file
     train = next(r for rule, r in jobs if rule == "train")

@@ -125,14 +125,14 @@ def test_changing_k1_reruns_bm25_retrieval_and_everything_trained_after_it(demo_
     # bm25neg control trains on the new BM25 negatives too.
     assert jobs == {"bm25_search": 1, "bm25_search_train": 1, "bm25_negatives": 1, **after_training(3),
                     "train_control": 1, "encode_corpus": 2 * 4, "mine_negatives": 2, "encode_queries": 2 * 2 + 1 + 1,
-                    "dense_search": 2, "dense_search_mining": 2, "evaluate": 1 + 4, "metrics": 1, "report": 1,
-                    "export_pyserini": 1, "all": 1}
+                    "dense_search": 2, "dense_search_mining": 2, "evaluate_bm25": 1, "evaluate": 4, "metrics": 1,
+                    "compare": 1, "report": 1, "export_pyserini": 1, "all": 1}
     assert not {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "init_model"} & set(jobs)
 
 
 def test_changing_an_evaluation_setting_reruns_only_evaluation_and_report(demo_run):
     jobs = dry_run(demo_run, {"evaluate": {"relevance_level": 2}})
-    assert jobs == {"evaluate": 6, "metrics": 1, "report": 1, "all": 1}
+    assert jobs == {"evaluate_bm25": 1, "evaluate": 5, "metrics": 1, "compare": 1, "report": 1, "all": 1}
 
 
 def test_changing_ance_topk_reruns_mining_of_rounds_1_up_not_warmup_or_bm25(demo_run):
@@ -142,8 +142,8 @@ def test_changing_ance_topk_reruns_mining_of_rounds_1_up_not_warmup_or_bm25(demo
     # bm25neg control does not mine: untouched.
     # Round 0's search job also writes its dev run again: evaluated again, like rounds 1 and 2.
     assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 2,
-                    "encode_queries": 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "report": 1,
-                    "export_pyserini": 1, "all": 1}
+                    "encode_queries": 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "compare": 1,
+                    "report": 1, "export_pyserini": 1, "all": 1}
     assert not {"bm25_search", "bm25_negatives", "train_control"} & set(jobs)
 
 
@@ -152,8 +152,8 @@ def test_with_deleted_intermediates_ance_topk_encodes_the_mining_checkpoints_aga
     jobs = dry_run(default_run, {"ance": {"topk": 30}})
     # Round 0's and round 1's corpus and query vectors were deleted once used: encoded again.
     assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 3,
-                    "encode_queries": 2 * 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "report": 1,
-                    "all": 1}
+                    "encode_queries": 2 * 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "compare": 1,
+                    "report": 1, "all": 1}
 
 
 def test_with_kept_intermediates_one_more_round_reuses_the_vectors(demo_run):
@@ -162,7 +162,7 @@ def test_with_kept_intermediates_one_more_round_reuses_the_vectors(demo_run):
     # and is encoded, searched, evaluated and exported; the control now trains as long as three rounds.
     assert jobs == {"encode_corpus": 2 + 2, "encode_queries": 1 + 1 + 1, "dense_search_mining": 1,
                     "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
-                    "metrics": 1, "report": 1, "export_pyserini": 1, "all": 1}
+                    "metrics": 1, "compare": 1, "report": 1, "export_pyserini": 1, "all": 1}
 
 
 @pytest.mark.slow
@@ -173,7 +173,7 @@ def test_one_more_round_runs_only_that_round(default_run):
     # encoded, searched and evaluated on dev. The control now trains as long as three rounds.
     assert jobs == {"encode_corpus": 2 + 2 + 2, "encode_queries": 2 + 1 + 1, "dense_search_mining": 1,
                     "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
-                    "metrics": 1, "report": 1, "all": 1}
+                    "metrics": 1, "compare": 1, "report": 1, "all": 1}
 
 
 @pytest.mark.slow

@@ -12,7 +12,8 @@ with script_logging(snakemake) as log:
                              relevance_level=snakemake.params.relevance_level)
     with atomic_path(snakemake.output.per_query) as tmp:
         per_query.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    row = summarize(per_query, snakemake.wildcards.system, snakemake.wildcards.split,
+    # Rule evaluate_bm25's outputs name their system, evaluate's carry it as a wildcard.
+    row = summarize(per_query, snakemake.wildcards.get("system", "bm25"), snakemake.wildcards.split,
                     snakemake.params.get("ranking", "full"))
     write_metrics(snakemake.output.summary, [row])
     log.info("%s", row)

@@ -8,7 +8,10 @@ import shutil
 import yaml
 
 from anceflow.io import atomic_path
-from anceflow.report import plot_losses, plot_metrics, rounds_table, write_table
+from pathlib import Path
+
+from anceflow.compute import compute_table, read_benchmarks, write_compute
+from anceflow.report import plot_compute, plot_losses, plot_metrics, rounds_table, write_table
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
@@ -20,4 +23,9 @@ with script_logging(snakemake) as log:
     shutil.copyfile(inp.metrics, out.metrics_table)
     with atomic_path(out.config) as tmp, open(tmp, "w") as fh:
         yaml.safe_dump(dict(snakemake.params.config), fh, sort_keys=False)
-    log.info("rounds:\n%s", table.to_string(index=False))
+    p = snakemake.params
+    jobs = read_benchmarks(sorted(f for d in p.benchmarks for f in Path(d).glob("*.tsv")), p.gpus)
+    compute = compute_table(jobs, p.rounds, p.control)
+    write_compute(out.compute, compute)
+    plot_compute(compute, inp.metrics, out.compute_png)
+    log.info("rounds:\n%s\ncompute:\n%s", table.to_string(index=False), compute.to_string(index=False))
