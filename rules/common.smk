@@ -249,13 +249,22 @@ def mining_input(wildcards):
 
 
 def search_outputs(mining):
-    """What a checkpoint's search job writes: a run per evaluation split, a reranked run per split
-    with candidates, and for a mining checkpoint the training split's rows."""
+    """The runs a checkpoint's search job writes: a run per evaluation split, a reranked run per
+    split with candidates, and for a mining checkpoint the training split's rows."""
     outputs = [f"{RES}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS]
     outputs += [f"{RES}/runs/{{system}}/{split}.rerank.trec" for split in RERANK_SPLITS]
     if mining:
         outputs.append(intermediate(f"{RES}/runs/{{system}}/{TRAIN_SPLIT}.rows.npy"))
     return outputs
+
+
+def self_check_result(system):
+    """The id self-check's result of a checkpoint's search job (JSON, read by the report)."""
+    return f"{RES}/runs/{system}/self_check.json"
+
+
+def self_check_results(wildcards):
+    return [self_check_result(s) for s in SYSTEMS if s != "bm25"]
 
 
 def search_plan(wildcards):
@@ -276,6 +285,10 @@ def search_input(wildcards):
         "candidates": [f"{PREP}/candidates.{split}.parquet" for split in RERANK_SPLITS],
         "corpus_rows": f"{TOK}/corpus.rows.parquet",
         "collection": f"{PREP}/collection.parquet",
+        "probes": [
+            f"{RES}/embeddings/{wildcards.system}/corpus.{shard}.probe.npz"
+            for shard in range(config["encode"]["shards"])
+        ],
     }
     if config["index"]["type"] != "flat":
         inputs["index"] = f"{RES}/index/{wildcards.system}/index.faiss"

@@ -8,16 +8,19 @@ import shutil
 import yaml
 
 from anceflow.io import atomic_path
-from anceflow.report import plot_losses, plot_metrics, rounds_table, write_table
+from anceflow.report import plot_losses, plot_metrics, rounds_table, self_check_table, write_table
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
     inp, out = snakemake.input, snakemake.output
     plot_metrics(inp.metrics, out.metrics_png)
     plot_losses(list(inp.logs), out.loss_png)
-    table = rounds_table(list(inp.mining), list(inp.logs), inp.metrics)
+    checks = self_check_table(list(inp.self_checks))
+    write_table(checks, out.self_check)
+    table = rounds_table(list(inp.mining), list(inp.logs), inp.metrics, checks)
     write_table(table, out.rounds)
     shutil.copyfile(inp.metrics, out.metrics_table)
     with atomic_path(out.config) as tmp, open(tmp, "w") as fh:
         yaml.safe_dump(dict(snakemake.params.config), fh, sort_keys=False)
     log.info("rounds:\n%s", table.to_string(index=False))
+    log.info("id self-check:\n%s", checks.to_string(index=False))
