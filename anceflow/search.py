@@ -36,7 +36,6 @@ from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
@@ -258,15 +257,6 @@ class Probes:
         return cls(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
 
 
-def _doc_rows(docs: np.ndarray, row_to_doc: np.ndarray | None) -> list[np.ndarray]:
-    """Each document's corpus rows (its chunks with MaxP), through the mapping the search uses."""
-    if row_to_doc is None:
-        return [np.array([d]) for d in docs]
-    order = np.argsort(row_to_doc, kind="stable")
-    lo, hi = np.searchsorted(row_to_doc[order], docs, "left"), np.searchsorted(row_to_doc[order], docs, "right")
-    return [order[a:b] for a, b in zip(lo, hi)]
-
-
 def check_self_retrieval(probes: Probes, scores: np.ndarray, docs: np.ndarray, pids: pa.Array, *,
                          shards: Sequence, row_to_doc: np.ndarray | None, exact: bool, system: str = "",
                          how: str = "") -> dict:
@@ -282,7 +272,8 @@ def check_self_retrieval(probes: Probes, scores: np.ndarray, docs: np.ndarray, p
     or below only documents that outscore ``s``. When the list cannot show it (every listed
     score is at least ``s``: more duplicates than the list holds, or, with ``dot``, more
     documents that outscore the row; or with MaxP a sibling chunk that scores more), it is a hit
-    when one of the pid's own rows, read from the shards through the same mapping, scores ``s``.
+    when the probe's row, read through the same mapping, has its pid and, in the shards, a vector
+    that scores ``s`` (so a shard out of order or a wrong pid table still fails it).
     Where the list goes below ``s`` without the pid at ``s``, the search put another id on the
     vector: a miss. Approximate index types (``exact=False``) count the pid anywhere in the list.
 
@@ -303,16 +294,17 @@ def check_self_retrieval(probes: Probes, scores: np.ndarray, docs: np.ndarray, p
     full_above = valid.all(axis=1) & (scores[:, -1] >= own - tol) & ~mine.any(axis=1)
     unresolved = full_above | (listed_above & (row_to_doc is not None))
     beyond = np.zeros(n, dtype=bool)
-    if unresolved.any():
+    if unresolved.any():  # the probe's row, read through the same mapping: its pid, and its vector
         idx = np.flatnonzero(unresolved)
-        where = pc.index_in(pa.array(probes.pids[idx].tolist(), type=pa.string()), value_set=pids)
-        doc = where.to_numpy(zero_copy_only=False)
+        rows = probes.rows[idx]
         vectors = ShardRows(shards)
-        for i, d, rows in zip(idx, doc, _doc_rows(np.nan_to_num(doc, nan=-1).astype(np.int64), row_to_doc)):
-            if np.isnan(d) or not len(rows):
-                continue
-            own_scores = vectors[rows] @ probes.vectors[i]
-            beyond[i] = bool((np.abs(own_scores - own[i]) <= tol[i]).any())
+        inside = rows < vectors.starts[-1]
+        doc = np.where(inside, rows if row_to_doc is None else row_to_doc[np.where(inside, rows, 0)], -1)
+        inside &= (doc >= 0) & (doc < len(pids))
+        idx, rows, doc = idx[inside], rows[inside], doc[inside]
+        named = np.asarray(pids.take(pa.array(doc)).to_pylist(), dtype=object) == probes.pids[idx].astype(object)
+        scored = np.einsum("ij,ij->i", vectors[rows], probes.vectors[idx])
+        beyond[idx] = named & (np.abs(scored - own[idx]) <= tol[idx])
     hit = found | beyond
     first = mine[:, 0] & hit
     result = {"system": system, "how": how, "exact": exact, "probes": int(n), "hits": int(hit.sum()),
