@@ -264,18 +264,19 @@ def check_self_retrieval(probes: Probes, scores: np.ndarray, docs: np.ndarray, p
 
     ``scores``/``docs`` are the probes' ranked documents as the search produced them (collection
     rows, mapped from corpus rows the same way as every run), ``pids`` the collection's pids.
+    A probe (row ``r``, pid ``p``, vector ``v``) is a *hit* when both hold:
 
-    The criterion is the probe's own score ``s = v . v``, not the top rank alone: with ``dot`` a
-    vector need not be its own nearest neighbour (a longer one can score more), and exact
-    duplicates in the corpus tie with it. A probe is a *hit* when its own pid is in its list with
-    score ``s`` (within :data:`SELF_CHECK_RTOL`): at rank 1 for cosine, or tied with duplicates,
-    or below only documents that outscore ``s``. When the list cannot show it (every listed
-    score is at least ``s``: more duplicates than the list holds, or, with ``dot``, more
-    documents that outscore the row; or with MaxP a sibling chunk that scores more), it is a hit
-    when the probe's row, read through the same mapping, has its pid and, in the shards, a vector
-    that scores ``s`` (so a shard out of order or a wrong pid table still fails it).
-    Where the list goes below ``s`` without the pid at ``s``, the search put another id on the
-    vector: a miss. Approximate index types (``exact=False``) count the pid anywhere in the list.
+    * **its row**: read through the search's mapping, row ``r`` is pid ``p`` and the shards, in
+      the order searched, hold exactly ``v`` there (the probe is a copy of what encoding stored).
+      Exact, so that even vectors that differ only in their last bits (a collapsed model) show a
+      shard out of order or a pid table that does not belong to the vectors;
+    * **its search**: ``p`` is in the probe's list at the score ``s = v . v`` (within
+      :data:`SELF_CHECK_RTOL`), so at rank 1 for cosine, tied with exact duplicates, or, with
+      ``dot``, below only documents that outscore ``s`` (a longer vector can); or the list
+      cannot show it: every listed score is at least ``s`` (more duplicates than the list holds,
+      or more documents that outscore it), or with MaxP a sibling chunk scores more. A list that
+      goes below ``s`` without ``p`` means the search put another id on the vector.
+      Approximate index types (``exact=False``) count ``p`` anywhere in the list.
 
     Returns the counts, per shard, examples of misses, ``status`` (``ok``, ``warn``, ``fail``) and
     a ``message``.
@@ -283,33 +284,31 @@ def check_self_retrieval(probes: Probes, scores: np.ndarray, docs: np.ndarray, p
     n, depth = docs.shape
     own = np.einsum("ij,ij->i", probes.vectors, probes.vectors)
     tol = SELF_CHECK_RTOL * np.abs(own) + 1e-6
+    # Its row.
+    vectors = ShardRows(shards)
+    inside = (probes.rows >= 0) & (probes.rows < vectors.starts[-1])
+    rows = np.where(inside, probes.rows, 0)
+    doc = rows if row_to_doc is None else np.asarray(row_to_doc)[rows]
+    inside &= (doc >= 0) & (doc < len(pids))
+    doc = np.where(inside, doc, 0)
+    named = np.asarray(pids.take(pa.array(doc)).to_pylist(), dtype=object) == probes.pids.astype(object)
+    stored_ok = inside & named & (vectors[rows] == probes.vectors).all(axis=1)
+    # Its search.
     valid = docs >= 0
     names = np.asarray(pids.take(pa.array(np.where(valid, docs, 0).ravel())).to_pylist(), dtype=object)
     names = names.reshape(n, depth)
     names[~valid] = None
     mine = names == probes.pids[:, None].astype(object)
-    level = np.abs(scores - own[:, None]) <= tol[:, None]
-    found = (mine & level).any(axis=1) if exact else mine.any(axis=1)
-    listed_above = (mine & (scores > (own + tol)[:, None])).any(axis=1) & ~found
+    found = (mine & (np.abs(scores - own[:, None]) <= tol[:, None])).any(axis=1) if exact else mine.any(axis=1)
+    sibling = (mine & (scores > (own + tol)[:, None])).any(axis=1) & (row_to_doc is not None)
     full_above = valid.all(axis=1) & (scores[:, -1] >= own - tol) & ~mine.any(axis=1)
-    unresolved = full_above | (listed_above & (row_to_doc is not None))
-    beyond = np.zeros(n, dtype=bool)
-    if unresolved.any():  # the probe's row, read through the same mapping: its pid, and its vector
-        idx = np.flatnonzero(unresolved)
-        rows = probes.rows[idx]
-        vectors = ShardRows(shards)
-        inside = rows < vectors.starts[-1]
-        doc = np.where(inside, rows if row_to_doc is None else row_to_doc[np.where(inside, rows, 0)], -1)
-        inside &= (doc >= 0) & (doc < len(pids))
-        idx, rows, doc = idx[inside], rows[inside], doc[inside]
-        named = np.asarray(pids.take(pa.array(doc)).to_pylist(), dtype=object) == probes.pids[idx].astype(object)
-        scored = np.einsum("ij,ij->i", vectors[rows], probes.vectors[idx])
-        beyond[idx] = named & (np.abs(scored - own[idx]) <= tol[idx])
-    hit = found | beyond
+    search_ok = found | sibling | full_above
+    hit = stored_ok & search_ok
     first = mine[:, 0] & hit
     result = {"system": system, "how": how, "exact": exact, "probes": int(n), "hits": int(hit.sum()),
               "rate": float(hit.mean()) if n else 1.0, "at_rank_1": int(first.sum()),
-              "below_rank_1": int((found & ~first).sum()), "beyond_list": int((beyond & ~first).sum()),
+              "below_rank_1": int((hit & found & ~first).sum()), "beyond_list": int((hit & ~found & ~first).sum()),
+              "row_mismatches": int((~stored_ok).sum()), "search_mismatches": int((~search_ok).sum()),
               "not_finite": int((~np.isfinite(probes.vectors).all(axis=1)).sum()), "shards": {}}
     for shard in np.unique(probes.shard):
         part = probes.shard == shard
@@ -329,16 +328,19 @@ def check_self_retrieval(probes: Probes, scores: np.ndarray, docs: np.ndarray, p
 def self_check_message(r: dict, worst: tuple[str, float], floor: float, shard_floor: float) -> str:
     label = f"checkpoint {r['system']}" if r["system"] else "the checkpoint"
     head = (f"id self-check of {label} ({r['how'] or 'search'}): {r['hits']:,} of {r['probes']:,} corpus rows searched "
-            f"with their own stored vectors came back under their own pid ({r['rate']:.1%}: {r['at_rank_1']:,} at "
-            f"rank 1, {r['below_rank_1']:,} tied with duplicates or below documents that outscore their own vector, "
-            f"{r['beyond_list']:,} past the list's {SELF_CHECK_DEPTH} documents)")
+            f"with their own stored vectors came back under their own pid, with that vector stored at their row "
+            f"({r['rate']:.1%}: {r['at_rank_1']:,} at rank 1, {r['below_rank_1']:,} tied with duplicates or below "
+            f"documents that outscore their own vector, {r['beyond_list']:,} past the list's {SELF_CHECK_DEPTH} "
+            f"documents)")
     if r["status"] == "ok":
         return head
     need = (f"at least {floor:.0%} needed, and {shard_floor:.0%} in every encoding shard" if r["exact"] else
             f"an approximate index ({SELF_CHECK_MIN:.0%} expected, below {floor:.0%} overall or in a shard fails)")
     shards = "; ".join(f"shard {k}: {v['hits']} of {v['probes']}" for k, v in r["shards"].items())
     examples = ", ".join(f"({e['row']}, {e['expected_pid']!r}, {e['got_pid']!r})" for e in r["examples"])
-    text = (f"{head}; {need}. Per shard: {shards}. Examples (row, expected pid, got pid): {examples}.")
+    text = (f"{head}; {need}. Per shard: {shards}. {r['row_mismatches']:,} rows hold another vector or pid than "
+            f"encoding stored for them; {r['search_mismatches']:,} came back from the search under another pid. "
+            f"Examples (row, expected pid, got pid at rank 1): {examples}.")
     if r["not_finite"]:
         text += f" {r['not_finite']} of the probe vectors are not finite (NaN or inf): the model has diverged."
     if r["status"] == "warn":

@@ -291,17 +291,18 @@ def test_self_check_passes_and_catches_a_scrambled_shard(tmp_path, similarity, c
     message = str(err.value)
     assert "id self-check of checkpoint round-1 (torch on cpu)" in message
     assert re.search(r"shard 1: [0-9] of 100", message) and "shard 0: 100 of 100" in message
-    assert "Examples (row, expected pid, got pid): (" in message and "out of order" in message
+    assert "Examples (row, expected pid, got pid at rank 1): (" in message and "out of order" in message
+    assert re.search(r"\b(9[0-9]|100) rows hold another vector or pid than encoding stored", message)
     assert not (tmp_path / "dev.trec").exists()
 
 
 def test_self_check_catches_shards_out_of_order_and_a_wrong_pid_table(tmp_path):
     vectors, shards, probes = self_check_corpus(tmp_path)
-    with pytest.raises(srch.SelfCheckError, match=r"came back under their own pid \(33\.3%"):
+    with pytest.raises(srch.SelfCheckError, match=r"stored at their row \(33\.3%"):
         run_self_check(tmp_path, [shards[0], shards[2], shards[1]], probes)
     collection = pd.read_parquet(tmp_path / "collection.parquet")
     collection.iloc[::-1].to_parquet(tmp_path / "collection.parquet")  # e.g. prepared again, in another order
-    with pytest.raises(srch.SelfCheckError, match=r"came back under their own pid \(0\.0%"):
+    with pytest.raises(srch.SelfCheckError, match=r"stored at their row \(0\.0%"):
         run_self_check(tmp_path, shards, probes)
 
 
@@ -318,6 +319,42 @@ def test_self_check_counts_exact_duplicates_as_hits(tmp_path):
     scramble(shards[0])
     with pytest.raises(srch.SelfCheckError):
         run_self_check(tmp_path, shards, probes[:1])
+
+
+def test_self_check_catches_a_collapsed_model_s_shard_out_of_order(tmp_path):
+    """A model whose vectors all but coincide (a random or collapsed one: cosines above 0.99999,
+    scores equal to float precision) ranks by noise, so scores cannot tell its rows apart; the
+    rows themselves can: every probe must be stored, exactly, at its own row."""
+    vectors, shards, probes = self_check_corpus(tmp_path, similarity="dot", n_docs=600)
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal(32).astype(np.float16)
+    collapsed = np.repeat(base[None], 600, axis=0)
+    collapsed[:, 0] += rng.integers(-3, 4, 600).astype(np.float16) * np.float16(2.0 ** -10)  # last bits only
+    for i, path in enumerate(shards):
+        np.save(path, collapsed[200 * i:200 * (i + 1)])
+        with np.load(probes[i]) as z:
+            rows = z["rows"]
+        from anceflow.encode import write_probe
+        write_probe(probes[i], tmp_path / "corpus", rows, collapsed[rows], i, 3)
+    assert run_self_check(tmp_path, shards, probes)["self_check"]["hits"] == 300
+    scramble(shards[1])
+    with pytest.raises(srch.SelfCheckError, match="rows hold another vector or pid than encoding stored"):
+        run_self_check(tmp_path, shards, probes)
+
+
+def test_self_check_catches_a_search_that_puts_other_ids_on_the_vectors(tmp_path, monkeypatch):
+    """Rows intact, but the search's row numbering off by one past the first shard (a bookkeeping
+    bug in the search itself): the probes' lists show it."""
+    vectors, shards, probes = self_check_corpus(tmp_path)
+    true_topk = srch.exact_topk
+
+    def shifted(*args, **kw):
+        return [(s, np.where(i >= 500, np.minimum(i + 1, 1499), i)) for s, i in true_topk(*args, **kw)]
+
+    monkeypatch.setattr(srch, "exact_topk", shifted)
+    with pytest.raises(srch.SelfCheckError, match=r"0 rows hold another vector.*; 2\d\d came back from the search "
+                                                  r"under another pid"):
+        run_self_check(tmp_path, shards, probes)
 
 
 def test_self_check_warn_writes_the_runs_and_off_skips_it(tmp_path):

@@ -391,7 +391,7 @@ def test_search_self_check_stops_a_scrambled_shard(kept_run, tmp_path):
     assert proc.returncode != 0
     log = (work / "results/demo/logs/dense_search.round-2.log").read_text()
     assert "id self-check of checkpoint round-2" in log and "shard 0: 200 of 200" in log, log[-3000:]
-    assert re.search(r"shard 1: \d of 200", log) and "Examples (row, expected pid, got pid)" in log
+    assert re.search(r"shard 1: \d of 200", log) and "Examples (row, expected pid, got pid at rank 1)" in log
     assert not (work / target).exists()
     np.save(shard, original)
     snakemake("--configfile", str(work / "tiny.yaml"), target, workdir=work)
