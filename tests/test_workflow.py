@@ -387,13 +387,13 @@ def test_search_self_check_stops_a_scrambled_shard(kept_run, tmp_path):
     original = np.load(shard)
     np.save(shard, original[np.random.default_rng(0).permutation(len(original))])
     target = "results/demo/runs/round-2/dev.trec"
-    proc = snakemake("--configfile", str(work / "tiny.yaml"), target, workdir=work, check=False)
+    proc = snakemake(target, "--configfile", str(work / "tiny.yaml"), workdir=work, check=False)
     assert proc.returncode != 0
     log = (work / "results/demo/logs/dense_search.round-2.log").read_text()
     assert "id self-check of checkpoint round-2" in log and "shard 0: 200 of 200" in log, log[-3000:]
     assert re.search(r"shard 1: \d of 200", log) and "Examples (row, expected pid, got pid at rank 1)" in log
     assert not (work / target).exists()
     np.save(shard, original)
-    snakemake("--configfile", str(work / "tiny.yaml"), target, workdir=work)
+    snakemake(target, "--configfile", str(work / "tiny.yaml"), workdir=work)
     check = json.loads((work / "results/demo/runs/round-2/self_check.json").read_text())
     assert check["status"] == "ok" and check["hits"] == check["probes"] == 400
