@@ -9,10 +9,10 @@ whatever the corpus size.
 A corpus shard also writes a *probe* (``probe_path``): a fixed, seeded sample of its rows with
 their global row numbers, the pid the tokenizer recorded for each, and their vectors as stored,
 taken from the model's output paired with the row it encoded, not read back from the shard.
-The search job queries these vectors and expects each pid back at rank 1
-(:func:`anceflow.search.check_self_retrieval`): a shard whose rows ended up out of order, shards
-searched in the wrong order, or a pid table that does not belong to the vectors fail there
-instead of giving runs with near-zero metrics.
+The search job queries these vectors and expects each back under its own pid, at its own score,
+with the vector stored at its row (:func:`anceflow.search.check_self_retrieval`): a shard whose
+rows ended up out of order, shards searched in the wrong order, or a pid table that does not
+belong to the vectors fail there instead of giving runs with near-zero metrics.
 """
 
 from __future__ import annotations
