@@ -43,6 +43,11 @@ from tqdm.auto import tqdm
 from anceflow.errors import InputError
 from anceflow.io import atomic_path
 
+try:
+    import faiss
+except ImportError:  # exact search (anceflow.search) needs only torch; index types and export need faiss
+    faiss = None
+
 log = logging.getLogger(__name__)
 
 INDEX_TYPES = ("flat", "ivf_flat", "hnsw", "ivf_pq")
@@ -57,37 +62,23 @@ _MIN_POINTS_PER_CENTROID = 39
 Shard = Union[str, os.PathLike, np.ndarray]
 
 
-class _Faiss:
-    """The faiss module, imported on first use. Exact search needs only torch, so the workflow runs
-    without faiss (an extra: ``anceflow[cpu]`` or ``anceflow[gpu]``) until an approximate index type
-    or the Pyserini export asks for it; then the error says what to install."""
-
-    def __getattr__(self, name):
-        try:
-            import faiss
-        except ImportError as err:
-            raise ImportError("approximate index types (index.type) and the Pyserini export need faiss: "
-                              "pip install 'anceflow[cpu]' (faiss-cpu) or 'anceflow[gpu]' (faiss-gpu), "
-                              "one of the two: they ship the same module") from err
-        return getattr(faiss, name)
-
-
-faiss = _Faiss()
-
-
 class GpuUnavailableError(RuntimeError):
     """``use_gpu=True`` was requested but faiss has no usable GPU."""
 
 
 # --------------------------------------------------------------------------- GPU helpers
 
+def _require_faiss() -> None:
+    if faiss is None:
+        raise ImportError("approximate index types (index.type) and the Pyserini export need faiss: "
+                          "pip install 'anceflow[cpu]' (faiss-cpu) or 'anceflow[gpu]' (faiss-gpu), one of the "
+                          "two (they ship the same module); exact search (index.type: flat) needs only torch")
+
+
 def gpu_available() -> bool:
     """True when this faiss build has GPU support and sees at least one GPU."""
-    try:
-        if not hasattr(faiss, "StandardGpuResources"):
-            return False  # faiss-cpu build
-    except ImportError:  # no faiss at all: exact search runs in torch
-        return False
+    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
+        return False  # faiss-cpu build
     try:
         return faiss.get_num_gpus() > 0
     except Exception:  # a GPU build on a machine without a working driver
@@ -100,7 +91,8 @@ def _resolve_gpu(use_gpu) -> bool:
         return gpu_available()
     if use_gpu is True or use_gpu is False:
         if use_gpu and not gpu_available():
-            reason = ("this faiss build has no GPU support (faiss-cpu); install faiss-gpu"
+            reason = ("faiss is not installed" if faiss is None else
+                      "this faiss build has no GPU support (faiss-cpu); install faiss-gpu"
                       if not hasattr(faiss, "StandardGpuResources") else "faiss sees no GPU")
             raise GpuUnavailableError(f"use_gpu=True but {reason}; use use_gpu='auto' or False to run on the CPU")
         return use_gpu
@@ -236,6 +228,7 @@ def build_index(shards: Sequence[Shard], *, index_type: str = "flat", nlist: int
 
     ``use_gpu``: see the module docstring; HNSW always stays on the CPU.
     """
+    _require_faiss()
     if index_type not in INDEX_TYPES:
         raise ValueError(f"index_type must be one of {INDEX_TYPES}, not {index_type!r}")
     on_gpu = _resolve_gpu(use_gpu) and index_type != "hnsw"
@@ -334,6 +327,7 @@ def save_index(index, path: str | Path) -> None:
     GPU indexes are copied back to the CPU first: faiss can only serialize CPU indexes,
     and a saved index must load on machines without a GPU.
     """
+    _require_faiss()
     if _is_gpu_index(index):
         index = faiss.index_gpu_to_cpu(index)
     with atomic_path(path) as tmp:
@@ -343,6 +337,7 @@ def save_index(index, path: str | Path) -> None:
 def load_index(path: str | Path, *, use_gpu="auto", nprobe: int | None = None, ef_search: int | None = None):
     """Read an index written by :func:`save_index`, optionally onto the GPU (not HNSW),
     and set its search-time parameters (see :func:`set_search_params`)."""
+    _require_faiss()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such index file")
@@ -458,6 +453,7 @@ def export_pyserini(out_dir: str | Path, docids: Sequence[str], *, shards: Seque
     index row, in row order). From an approximate index's file, or for exact search a float32
     ``IndexFlatIP`` built from the shards (what FaissSearcher searches: 4 bytes a dimension). With
     MaxP each chunk row is listed under its document's id. Written atomically; returns the rows."""
+    _require_faiss()
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)

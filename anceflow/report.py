@@ -78,9 +78,26 @@ def plot_losses(log_csvs: list[str | Path], out_png: str | Path) -> None:
     save_png(fig, out_png)
 
 
-def rounds_table(stats_jsons: list[str | Path], log_csvs: list[str | Path], metrics_tsv: str | Path) -> pd.DataFrame:
-    """One row per round: its mining diagnostics, final training loss, and eval metrics."""
+def self_check_table(jsons: list[str | Path]) -> pd.DataFrame:
+    """One row per dense system: how its search ran and its id self-check (corpus rows searched with
+    their own vectors that came back under their own pid; anceflow.search.check_self_retrieval)."""
+    rows = []
+    for path in jsons:
+        r = json.loads(Path(path).read_text())
+        rows.append({"system": r.get("system") or Path(path).parent.name, "search": r.get("how"),
+                     "status": r["status"], "probes": r.get("probes"), "hits": r.get("hits"), "rate": r.get("rate"),
+                     "at_rank_1": r.get("at_rank_1"), "below_rank_1": r.get("below_rank_1"),
+                     "beyond_list": r.get("beyond_list")})
+    return pd.DataFrame(rows, columns=["system", "search", "status", "probes", "hits", "rate", "at_rank_1",
+                                       "below_rank_1", "beyond_list"])
+
+
+def rounds_table(stats_jsons: list[str | Path], log_csvs: list[str | Path], metrics_tsv: str | Path,
+                 self_checks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per round: its mining diagnostics, final training loss, the id self-check of its
+    checkpoint's search (share of hits; :func:`self_check_table`), and eval metrics."""
     metrics = full_ranking(metrics_tsv)
+    checks = {} if self_checks is None else dict(zip(self_checks["system"], self_checks["rate"]))
     rows = []
     for stats_path, log_path in zip(stats_jsons, log_csvs):
         stats = json.loads(Path(stats_path).read_text())
@@ -90,7 +107,8 @@ def rounds_table(stats_jsons: list[str | Path], log_csvs: list[str | Path], metr
                "positives_removed": stats["positives_removed"],
                "positive_rank_mean": stats["positive_rank_mean"], "positive_rank_median": stats["positive_rank_median"],
                "overlap_with_previous": stats["overlap_with_previous"],
-               "final_loss": float(log["loss"].iloc[-1]) if len(log) else None}
+               "final_loss": float(log["loss"].iloc[-1]) if len(log) else None,
+               "id_self_check": checks.get(f"round-{n}")}
         for _, m in metrics[metrics["system"] == f"round-{n}"].iterrows():
             row[f"ndcg@10 ({m['split']})"] = m["ndcg@10"]
             row[f"mrr@10 ({m['split']})"] = m["mrr@10"]

@@ -27,6 +27,7 @@ With MaxP a document has several rows (chunks); we fetch ``depth * chunks`` rows
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -211,6 +212,149 @@ class FaissGpuFlat:
         return search(self.index, queries, k)
 
 
+# --------------------------------------------------------------------------- the id self-check
+
+#: Documents a probe's search returns (rows: that times the chunks).
+SELF_CHECK_DEPTH = 10
+#: How far a probe's score under its own pid may be from its vector's product with itself,
+#: relative: fp32 products summed in another order (~1e-6), faiss-gpu's float16 storage of float32
+#: vectors (at most 2^-10). Two vectors this close are duplicates for every ranking purpose.
+SELF_CHECK_RTOL = 1e-3
+#: Exact search: fewer hits than this share, overall or in any one encoding shard, fail the job.
+SELF_CHECK_MIN = 0.99
+SELF_CHECK_MIN_SHARD = 0.9
+#: Approximate types (ivf_flat, hnsw, ivf_pq) do not promise that a vector finds itself: below
+#: SELF_CHECK_MIN they warn, and fail only below this, overall or in a shard (a wrong id mapping
+#: gives about 0; a working approximate index well above it).
+SELF_CHECK_MIN_APPROX = 0.5
+SELF_CHECK_MODES = ("fail", "warn", "off")
+
+
+class SelfCheckError(RuntimeError):
+    """Corpus rows searched with their own stored vectors did not come back under their own pid."""
+
+
+@dataclass
+class Probes:
+    """The corpus rows the self-check queries, from the encoding jobs' probe files
+    (:func:`anceflow.encode.write_probe`): global rows, the pid each row was tokenized from,
+    their vectors as stored (float32 here), and the encoding shard each came from."""
+
+    rows: np.ndarray
+    pids: np.ndarray
+    vectors: np.ndarray
+    shard: np.ndarray
+
+    @classmethod
+    def load(cls, paths: Sequence[str | Path]) -> "Probes":
+        parts = []
+        for path in paths:
+            with np.load(path) as z:
+                n = len(z["rows"])
+                parts.append((z["rows"].astype(np.int64), z["pids"].astype(str), z["vectors"].astype(np.float32),
+                              np.full(n, int(z["shard"]), dtype=np.int64)))
+        if not parts:
+            raise ValueError("no probe files given")
+        return cls(*(np.concatenate([p[i] for p in parts]) for i in range(4)))
+
+
+def check_self_retrieval(probes: Probes, scores: np.ndarray, docs: np.ndarray, pids: pa.Array, *,
+                         shards: Sequence, row_to_doc: np.ndarray | None, exact: bool, system: str = "",
+                         how: str = "") -> dict:
+    """Did each probe (a corpus row searched with its own stored vector) come back under its own pid?
+
+    ``scores``/``docs`` are the probes' ranked documents as the search produced them (collection
+    rows, mapped from corpus rows the same way as every run), ``pids`` the collection's pids.
+    A probe (row ``r``, pid ``p``, vector ``v``) is a *hit* when both hold:
+
+    * **its row**: read through the search's mapping, row ``r`` is pid ``p`` and the shards, in
+      the order searched, hold exactly ``v`` there (the probe is a copy of what encoding stored).
+      Exact, so that even vectors that differ only in their last bits (a collapsed model) show a
+      shard out of order or a pid table that does not belong to the vectors;
+    * **its search**: ``p`` is in the probe's list at the score ``s = v . v`` (within
+      :data:`SELF_CHECK_RTOL`), so at rank 1 for cosine, tied with exact duplicates, or, with
+      ``dot``, below only documents that outscore ``s`` (a longer vector can); or the list
+      cannot show it: every listed score is at least ``s`` (more duplicates than the list holds,
+      or more documents that outscore it), or with MaxP a sibling chunk scores more. A list that
+      goes below ``s`` without ``p`` means the search put another id on the vector.
+      Approximate index types (``exact=False``) count ``p`` anywhere in the list.
+
+    Returns the counts, per shard, examples of misses, ``status`` (``ok``, ``warn``, ``fail``) and
+    a ``message``.
+    """
+    n, depth = docs.shape
+    own = np.einsum("ij,ij->i", probes.vectors, probes.vectors)
+    tol = SELF_CHECK_RTOL * np.abs(own) + 1e-6
+    # Its row.
+    vectors = ShardRows(shards)
+    inside = (probes.rows >= 0) & (probes.rows < vectors.starts[-1])
+    rows = np.where(inside, probes.rows, 0)
+    doc = rows if row_to_doc is None else np.asarray(row_to_doc)[rows]
+    inside &= (doc >= 0) & (doc < len(pids))
+    doc = np.where(inside, doc, 0)
+    named = np.asarray(pids.take(pa.array(doc)).to_pylist(), dtype=object) == probes.pids.astype(object)
+    stored_ok = inside & named & (vectors[rows] == probes.vectors).all(axis=1)
+    # Its search.
+    valid = docs >= 0
+    names = np.asarray(pids.take(pa.array(np.where(valid, docs, 0).ravel())).to_pylist(), dtype=object)
+    names = names.reshape(n, depth)
+    names[~valid] = None
+    mine = names == probes.pids[:, None].astype(object)
+    found = (mine & (np.abs(scores - own[:, None]) <= tol[:, None])).any(axis=1) if exact else mine.any(axis=1)
+    sibling = (mine & (scores > (own + tol)[:, None])).any(axis=1) & (row_to_doc is not None)
+    full_above = valid.all(axis=1) & (scores[:, -1] >= own - tol) & ~mine.any(axis=1)
+    search_ok = found | sibling | full_above
+    hit = stored_ok & search_ok
+    first = mine[:, 0] & hit
+    result = {"system": system, "how": how, "exact": exact, "probes": int(n), "hits": int(hit.sum()),
+              "rate": float(hit.mean()) if n else 1.0, "at_rank_1": int(first.sum()),
+              "below_rank_1": int((hit & found & ~first).sum()), "beyond_list": int((hit & ~found & ~first).sum()),
+              "row_mismatches": int((~stored_ok).sum()), "search_mismatches": int((~search_ok).sum()),
+              "not_finite": int((~np.isfinite(probes.vectors).all(axis=1)).sum()), "shards": {}}
+    for shard in np.unique(probes.shard):
+        part = probes.shard == shard
+        result["shards"][str(int(shard))] = {"probes": int(part.sum()), "hits": int(hit[part].sum())}
+    miss = np.flatnonzero(~hit)
+    result["examples"] = [{"row": int(probes.rows[i]), "expected_pid": str(probes.pids[i]),
+                           "got_pid": names[i, 0], "shard": int(probes.shard[i])} for i in miss[:5]]
+    shard_rates = {k: v["hits"] / v["probes"] for k, v in result["shards"].items() if v["probes"]}
+    worst = min(shard_rates.items(), key=lambda kv: kv[1], default=("-", 1.0))
+    floor, shard_floor = (SELF_CHECK_MIN, SELF_CHECK_MIN_SHARD) if exact else (SELF_CHECK_MIN_APPROX,) * 2
+    result["status"] = ("fail" if result["rate"] < floor or worst[1] < shard_floor
+                        else "warn" if result["rate"] < SELF_CHECK_MIN else "ok")
+    result["message"] = self_check_message(result, worst, floor, shard_floor)
+    return result
+
+
+def self_check_message(r: dict, worst: tuple[str, float], floor: float, shard_floor: float) -> str:
+    label = f"checkpoint {r['system']}" if r["system"] else "the checkpoint"
+    head = (f"id self-check of {label} ({r['how'] or 'search'}): {r['hits']:,} of {r['probes']:,} corpus rows searched "
+            f"with their own stored vectors came back under their own pid, with that vector stored at their row "
+            f"({r['rate']:.1%}: {r['at_rank_1']:,} at rank 1, {r['below_rank_1']:,} tied with duplicates or below "
+            f"documents that outscore their own vector, {r['beyond_list']:,} past the list's {SELF_CHECK_DEPTH} "
+            f"documents)")
+    if r["status"] == "ok":
+        return head
+    need = (f"at least {floor:.0%} needed, and {shard_floor:.0%} in every encoding shard" if r["exact"] else
+            f"an approximate index ({SELF_CHECK_MIN:.0%} expected, below {floor:.0%} overall or in a shard fails)")
+    shards = "; ".join(f"shard {k}: {v['hits']} of {v['probes']}" for k, v in r["shards"].items())
+    examples = ", ".join(f"({e['row']}, {e['expected_pid']!r}, {e['got_pid']!r})" for e in r["examples"])
+    text = (f"{head}; {need}. Per shard: {shards}. {r['row_mismatches']:,} rows hold another vector or pid than "
+            f"encoding stored for them; {r['search_mismatches']:,} came back from the search under another pid. "
+            f"Examples (row, expected pid, got pid at rank 1): {examples}.")
+    if r["not_finite"]:
+        text += f" {r['not_finite']} of the probe vectors are not finite (NaN or inf): the model has diverged."
+    if r["status"] == "warn":
+        return text + (" With an approximate index some rows are expected to miss (raise index.nprobe or "
+                       "index.ef_search); a wrong id mapping would miss nearly all.")
+    return text + (
+        f" The corpus vectors and the pid table disagree{f' (worst: shard {worst[0]}, {worst[1]:.0%})'}: a shard whose "
+        "rows are out of order or come from another run or checkpoint, shards searched in the wrong order, or a "
+        "prepared collection.parquet and tokens (corpus.rows.parquet) that do not belong together. Every run of this "
+        "checkpoint would rank the wrong documents (metrics near zero), so none was written. Re-encode "
+        "(snakemake --forcerun encode_corpus); index.self_check: warn lets the runs through.")
+
+
 # --------------------------------------------------------------------------- the search stage
 
 def write_trec(path: str | Path, qids: list[str], pids, scores: np.ndarray, docs: np.ndarray, tag: str,
@@ -291,12 +435,22 @@ def rerank_candidates(shards: Sequence, queries: np.ndarray, query_rows: str | P
 def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_rows: str | Path,
                collection: str | Path, tag: str, chunks: int = 1, index_path: str | Path | None = None,
                nprobe: int | None = None, ef_search: int | None = None, use_gpu="auto", max_cpu_hours: float = 2.0,
-               threads: int | None = None, progress: bool = True) -> dict:
+               threads: int | None = None, probes: Sequence[str | Path] = (), self_check: str = "fail",
+               self_check_out: str | Path | None = None, progress: bool = True) -> dict:
     """Search every split of one checkpoint and write its run (TREC, or int32 rows for mining).
 
     ``index_path`` is the faiss index of an approximate type; ``None`` means exact search over
     ``shards``. See the module docstring for devices and limits.
+
+    ``probes`` (the encoding jobs' probe files) are searched with the splits, in the same pass and
+    through the same row -> pid mapping, and checked before any run is written
+    (:func:`check_self_retrieval`); ``self_check``: ``fail`` raises :class:`SelfCheckError` when
+    the check fails, ``warn`` logs it and writes the runs, ``off`` skips it. The result goes to
+    ``self_check_out`` (JSON) and into the returned statistics.
     """
+    self_check = "off" if self_check is False else self_check  # YAML reads a bare `off` as false
+    if self_check not in SELF_CHECK_MODES:
+        raise ValueError(f"self_check must be one of {SELF_CHECK_MODES}, not {self_check!r}")
     if threads:
         torch.set_num_threads(threads)
     pids = pq.read_table(collection, columns=["pid"]).column("pid").combine_chunks()
@@ -304,9 +458,15 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
     reranks = [s for s in splits if s.candidates is not None]
     splits = [s for s in splits if s.candidates is None]
     vectors = [np.load(s.queries, mmap_mode="r") for s in splits]
+    names = [s.name for s in splits]
     rows, dim = shard_shapes(shards)
     n_rows = sum(rows)
     ks = [min(s.depth * chunks, n_rows) for s in splits]
+    probe = Probes.load(probes) if probes and self_check != "off" else None
+    if probe is not None:  # one more query set, searched exactly as the splits are
+        vectors.append(probe.vectors)
+        names.append("self-check")
+        ks.append(min(SELF_CHECK_DEPTH * chunks, n_rows))
     found: list[tuple[np.ndarray, np.ndarray]]
     if index_path is not None:
         index = load_index(index_path, use_gpu=use_gpu, nprobe=nprobe, ef_search=ef_search)
@@ -325,7 +485,7 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
                     "index.use_gpu: false to run it on the CPU anyway.")
             log.info("%s", message)
         gpu_faiss = device.type == "cuda" and gpu_available()
-        found = [None] * len(splits)
+        found = [None] * len(vectors)
         if gpu_faiss and any(k <= FAISS_GPU_MAX_K for k in ks):
             try:
                 flat = FaissGpuFlat(shards, progress=progress)
@@ -335,18 +495,33 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
                 del flat
             except RuntimeError as err:  # e.g. a faiss-gpu build without kernels for this GPU's architecture
                 log.warning("faiss-gpu failed (%s); exact search in torch instead", err)
-                gpu_faiss, found = False, [None] * len(splits)
-        rest = [i for i in range(len(splits)) if found[i] is None]
+                gpu_faiss, found = False, [None] * len(vectors)
+        rest = [i for i in range(len(vectors)) if found[i] is None]
         if rest:
             if gpu_faiss:
                 log.info("k above faiss-gpu's %d for %s: exact search in torch", FAISS_GPU_MAX_K,
-                         ", ".join(splits[i].name for i in rest))
+                         ", ".join(names[i] for i in rest))
             for i, result in zip(rest, exact_topk(shards, [vectors[i] for i in rest], [ks[i] for i in rest],
                                                   device=device, progress=progress)):
                 found[i] = result
         how = ("faiss-gpu (float16) and torch" if gpu_faiss and rest else "faiss-gpu (float16)" if gpu_faiss
                else f"torch on {device.type}")
     stats = {"rows": n_rows, "dim": dim, "how": how, "splits": {}}
+    if probe is not None:
+        scores, docs = to_documents(*found.pop(), row_to_doc, min(SELF_CHECK_DEPTH, len(pids)))
+        check = check_self_retrieval(probe, scores, docs, pids, shards=shards, row_to_doc=row_to_doc,
+                                     exact=index_path is None, system=tag, how=how)
+    else:
+        check = {"system": tag, "how": how, "status": "off",
+                 "message": "id self-check off" + (" (index.self_check: off)" if probes else ": no probe files")}
+    stats["self_check"] = {k: v for k, v in check.items() if k not in ("message", "examples")}
+    if self_check_out is not None:
+        with atomic_path(self_check_out) as tmp:
+            Path(tmp).write_text(json.dumps(check, indent=1) + "\n")
+    if check["status"] == "fail" and self_check == "fail":
+        log.error("%s", check["message"])
+        raise SelfCheckError(check["message"])
+    (log.warning if check["status"] in ("fail", "warn") else log.info)("%s", check["message"])
     for split, (scores, hits), k in zip(splits, found, ks):
         scores, docs = to_documents(scores, hits, row_to_doc, min(split.depth, len(pids)))
         qids = pq.read_table(split.query_rows, columns=["qid"]).column("qid").to_pylist()

@@ -111,4 +111,15 @@ def script_logging(snakemake):
                                               "traceback": traceback.format_exc()}, indent=1))
             raise
         finally:
+            log_gpu_peak()
             sys.stderr = console
+
+
+def log_gpu_peak() -> None:
+    """Log the job's peak GPU memory (what torch allocated, the largest over its GPUs), where the job
+    used one: bench/gpu_check.py reads it from the logs, and it sizes a job's GPU on a cluster."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    peak = max(torch.cuda.max_memory_allocated(d) for d in range(torch.cuda.device_count()))
+    logging.getLogger("anceflow").info("peak GPU memory: %.0f MiB", peak / 2**20)

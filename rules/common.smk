@@ -295,13 +295,22 @@ def mining_input(wildcards):
 
 
 def search_outputs(mining):
-    """What a checkpoint's search job writes: a run per evaluation split, a reranked run per split
-    with candidates, and for a mining checkpoint the training split's rows."""
+    """The runs a checkpoint's search job writes: a run per evaluation split, a reranked run per
+    split with candidates, and for a mining checkpoint the training split's rows."""
     outputs = [f"{RUN}/runs/{{system}}/{split}.trec" for split in EVAL_SPLITS]
     outputs += [f"{RUN}/runs/{{system}}/{split}.rerank.trec" for split in RERANK_SPLITS]
     if mining:
         outputs.append(intermediate(f"{RUN}/runs/{{system}}/{TRAIN_SPLIT}.rows.npy"))
     return outputs
+
+
+def self_check_result(system, run=RUN):
+    """The id self-check's result of a checkpoint's search job (JSON, read by the report)."""
+    return f"{run}/runs/{system}/self_check.json"
+
+
+def self_check_results(wildcards):
+    return [self_check_result(s, run_dir(wildcards)) for s in SYSTEMS if s != "bm25"]
 
 
 def search_plan(wildcards):
@@ -322,6 +331,10 @@ def search_input(wildcards):
         "candidates": [f"{PREP}/candidates.{split}.parquet" for split in RERANK_SPLITS],
         "corpus_rows": f"{TOK}/corpus.rows.parquet",
         "collection": f"{PREP}/collection.parquet",
+        "probes": [
+            f"{run_dir(wildcards)}/embeddings/{wildcards.system}/corpus.{shard}.probe.npz"
+            for shard in range(config["encode"]["shards"])
+        ],
     }
     if config["index"]["type"] != "flat":
         inputs["index"] = f"{run_dir(wildcards)}/index/{wildcards.system}/index.faiss"

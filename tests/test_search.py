@@ -1,5 +1,7 @@
 """anceflow.search: exact search over fp16 shards (torch, faiss-gpu), the CPU guard, the search job."""
 
+import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 from anceflow import search as srch
+from conftest import REPO
 from anceflow.search import FAISS_GPU_MAX_K, CpuTooSlowError, FaissGpuFlat, Split, dense_runs, exact_topk
 
 CPU = torch.device("cpu")
@@ -219,3 +222,194 @@ def test_gpu_job_uses_faiss_gpu_up_to_2048_and_torch_beyond(corpus, tmp_path, mo
     # MaxP-style: 1000 x 3 = 3000 rows for dev (> 2048: torch), 200 x 3 = 600 for train (faiss-gpu).
     assert calls == ["faiss-gpu build", ("faiss-gpu", 600), ("torch", (3000,))]
     assert stats["how"] == "faiss-gpu (float16) and torch"
+
+
+# --------------------------------------------------------------------------- the id self-check
+
+def self_check_corpus(folder, *, similarity="cosine", chunks=1, n_docs=1500, dim=32, duplicates=0, seed=3):
+    """fp16 corpus shards (3, uneven), probes written as the encoding jobs write them, and the pid
+    tables. ``dot``: correlated vectors of very unequal length, so that for most rows another
+    vector outscores the row's own; ``duplicates``: that many rows of document 0 copied (exactly)."""
+    from anceflow.encode import probe_rows, shard_bounds, write_probe
+
+    rng = np.random.default_rng(seed)
+    n_rows = n_docs * chunks
+    if similarity == "cosine":
+        vectors = rng.standard_normal((n_rows, dim))
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    else:
+        vectors = rng.standard_normal(dim) + 0.6 * rng.standard_normal((n_rows, dim))
+        vectors *= rng.lognormal(0, 0.6, (n_rows, 1)) / np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = vectors.astype(np.float16)
+    if duplicates:  # documents 1.. copy document 0's first row (e.g. empty texts)
+        vectors[chunks: chunks * (duplicates + 1): chunks] = vectors[0]
+    write_search_inputs(folder, n_rows, {"dev": rng.standard_normal((5, dim)).astype(np.float32)}, chunks=chunks)
+    (folder / "rows.parquet").rename(folder / "corpus.rows.parquet")
+    shards, probes = [], []
+    for i in range(3):
+        start, end = shard_bounds(n_rows, 3, i)
+        shards.append(folder / f"corpus.{i}.npy")
+        np.save(shards[-1], vectors[start:end])
+        rows = probe_rows(n_rows, 3, i, size=300)
+        probes.append(folder / f"corpus.{i}.probe.npz")
+        write_probe(probes[-1], folder / "corpus", rows, vectors[rows], i, 3)
+    return vectors, shards, probes
+
+
+def run_self_check(folder, shards, probes, chunks=1, **kw):
+    split = [Split("dev", folder / "dev.npy", folder / "dev.rows.parquet", 20, folder / "dev.trec")]
+    return dense_runs(split, shards=shards, probes=probes, corpus_rows=folder / "corpus.rows.parquet",
+                      collection=folder / "collection.parquet", tag="round-1", chunks=chunks,
+                      self_check_out=folder / "self_check.json", progress=False, **kw)
+
+
+def scramble(path, seed=0):
+    vectors = np.load(path)
+    np.save(path, vectors[np.random.default_rng(seed).permutation(len(vectors))])
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_self_check_passes_and_catches_a_scrambled_shard(tmp_path, similarity, chunks):
+    """FirstP and MaxP (a chunk queried with itself comes back as its document), cosine and dot
+    (where most rows are outscored by a longer vector): all probes hit; one shard's rows in another
+    order fail the job before any run is written, naming the checkpoint, counts and examples."""
+    vectors, shards, probes = self_check_corpus(tmp_path, similarity=similarity, chunks=chunks)
+    stats = run_self_check(tmp_path, shards, probes, chunks=chunks)
+    check = stats["self_check"]
+    assert check["status"] == "ok" and check["hits"] == check["probes"] == 300, check
+    assert json.loads((tmp_path / "self_check.json").read_text())["hits"] == 300
+    if similarity == "dot":  # the own vector is not the nearest for most rows, and that is fine
+        assert check["at_rank_1"] < 150 and check["below_rank_1"] + check["beyond_list"] > 150
+    else:
+        assert check["at_rank_1"] == 300
+    (tmp_path / "dev.trec").unlink()
+
+    scramble(shards[1])
+    with pytest.raises(srch.SelfCheckError) as err:
+        run_self_check(tmp_path, shards, probes, chunks=chunks)
+    message = str(err.value)
+    assert "id self-check of checkpoint round-1 (torch on cpu)" in message
+    assert re.search(r"shard 1: [0-9] of 100", message) and "shard 0: 100 of 100" in message
+    assert "Examples (row, expected pid, got pid at rank 1): (" in message and "out of order" in message
+    assert re.search(r"\b(9[0-9]|100) rows hold another vector or pid than encoding stored", message)
+    assert not (tmp_path / "dev.trec").exists()
+
+
+def test_self_check_catches_shards_out_of_order_and_a_wrong_pid_table(tmp_path):
+    vectors, shards, probes = self_check_corpus(tmp_path)
+    with pytest.raises(srch.SelfCheckError, match=r"stored at their row \(33\.3%"):
+        run_self_check(tmp_path, [shards[0], shards[2], shards[1]], probes)
+    collection = pd.read_parquet(tmp_path / "collection.parquet")
+    collection.iloc[::-1].to_parquet(tmp_path / "collection.parquet")  # e.g. prepared again, in another order
+    with pytest.raises(srch.SelfCheckError, match=r"stored at their row \(0\.0%"):
+        run_self_check(tmp_path, shards, probes)
+
+
+def test_self_check_counts_exact_duplicates_as_hits(tmp_path):
+    """40 documents with the same vector as document 0 (more than the list's 10): each of them,
+    queried, ties with the others; still its own."""
+    from anceflow.encode import write_probe
+
+    vectors, shards, probes = self_check_corpus(tmp_path, duplicates=40)
+    write_probe(probes[0], tmp_path / "corpus", np.arange(41), vectors[:41], 0, 3)  # probe exactly those rows
+    check = run_self_check(tmp_path, shards, probes[:1])["self_check"]
+    assert check["status"] == "ok" and check["hits"] == check["probes"] == 41
+    assert check["beyond_list"] > 0 and check["at_rank_1"] == 1  # ties order by row: document 0 first
+    scramble(shards[0])
+    with pytest.raises(srch.SelfCheckError):
+        run_self_check(tmp_path, shards, probes[:1])
+
+
+def test_self_check_catches_a_collapsed_model_s_shard_out_of_order(tmp_path):
+    """A model whose vectors all but coincide (a random or collapsed one: cosines above 0.99999,
+    scores equal to float precision) ranks by noise, so scores cannot tell its rows apart; the
+    rows themselves can: every probe must be stored, exactly, at its own row."""
+    vectors, shards, probes = self_check_corpus(tmp_path, similarity="dot", n_docs=600)
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal(32).astype(np.float16)
+    collapsed = np.repeat(base[None], 600, axis=0)
+    collapsed[:, 0] += rng.integers(-3, 4, 600).astype(np.float16) * np.float16(2.0 ** -10)  # last bits only
+    for i, path in enumerate(shards):
+        np.save(path, collapsed[200 * i:200 * (i + 1)])
+        with np.load(probes[i]) as z:
+            rows = z["rows"]
+        from anceflow.encode import write_probe
+        write_probe(probes[i], tmp_path / "corpus", rows, collapsed[rows], i, 3)
+    assert run_self_check(tmp_path, shards, probes)["self_check"]["hits"] == 300
+    scramble(shards[1])
+    with pytest.raises(srch.SelfCheckError, match="rows hold another vector or pid than encoding stored"):
+        run_self_check(tmp_path, shards, probes)
+
+
+def test_self_check_catches_a_search_that_puts_other_ids_on_the_vectors(tmp_path, monkeypatch):
+    """Rows intact, but the search's row numbering off by one past the first shard (a bookkeeping
+    bug in the search itself): the probes' lists show it."""
+    vectors, shards, probes = self_check_corpus(tmp_path)
+    true_topk = srch.exact_topk
+
+    def shifted(*args, **kw):
+        return [(s, np.where(i >= 500, np.minimum(i + 1, 1499), i)) for s, i in true_topk(*args, **kw)]
+
+    monkeypatch.setattr(srch, "exact_topk", shifted)
+    with pytest.raises(srch.SelfCheckError, match=r"0 rows hold another vector.*; 2\d\d came back from the search "
+                                                  r"under another pid"):
+        run_self_check(tmp_path, shards, probes)
+
+
+def test_self_check_warn_writes_the_runs_and_off_skips_it(tmp_path):
+    vectors, shards, probes = self_check_corpus(tmp_path)
+    scramble(shards[2])
+    run_self_check(tmp_path, shards, probes, self_check="warn")
+    assert (tmp_path / "dev.trec").exists()
+    assert json.loads((tmp_path / "self_check.json").read_text())["status"] == "fail"
+    assert run_self_check(tmp_path, shards, probes, self_check="off")["self_check"]["status"] == "off"
+
+
+@pytest.mark.parametrize("index_type", ["ivf_flat", "hnsw", "ivf_pq"])
+def test_self_check_of_approximate_indexes(tmp_path, index_type):
+    """Approximate types: a miss is not an error by itself (warned below 99%), a wrong mapping is."""
+    from anceflow.index import build_index, save_index
+
+    vectors, shards, probes = self_check_corpus(tmp_path, dim=32)
+    index_path = tmp_path / "index.faiss"
+    save_index(build_index(shards, index_type=index_type, nlist=16, pq_m=8, progress=False), index_path)
+    check = run_self_check(tmp_path, shards, probes, index_path=index_path, nprobe=4)["self_check"]
+    assert check["status"] in ("ok", "warn") and check["rate"] > 0.9 and not check["exact"], check
+    scramble(shards[1])  # and the index built from it
+    save_index(build_index(shards, index_type=index_type, nlist=16, pq_m=8, progress=False), index_path)
+    with pytest.raises(srch.SelfCheckError, match="shard 1: [0-9] of 100"):
+        run_self_check(tmp_path, shards, probes, index_path=index_path, nprobe=4)
+
+
+def test_self_check_through_faiss_gpu(tmp_path, monkeypatch):
+    """On a GPU node with faiss-gpu the probes go through the same float16 flat index as the splits."""
+    vectors, shards, probes = self_check_corpus(tmp_path)
+    FakeGpuFaiss(gpus=2).install(monkeypatch)
+    monkeypatch.setattr(srch, "pick_device", lambda use_gpu: torch.device("cuda"))
+    monkeypatch.setattr(srch, "gpu_available", lambda: True)
+    check = run_self_check(tmp_path, shards, probes)["self_check"]
+    assert check["how"] == "faiss-gpu (float16)" and check["status"] == "ok" and check["hits"] == 300
+    scramble(shards[0])
+    with pytest.raises(srch.SelfCheckError, match=r"shard 0: \d+ of 100"):
+        run_self_check(tmp_path, shards, probes)
+
+
+def test_exact_search_and_its_self_check_need_no_faiss(tmp_path):
+    """The GPU machine of bench/gpu_check.py has no faiss: exact search imports and runs without it."""
+    self_check_corpus(tmp_path)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["faiss"] = None  # import faiss fails
+        from pathlib import Path
+        from anceflow.search import Split, dense_runs
+        f = Path("{tmp_path}")
+        stats = dense_runs([Split("dev", f / "dev.npy", f / "dev.rows.parquet", 20, f / "dev.trec")],
+                           shards=[f / f"corpus.{{i}}.npy" for i in range(3)], corpus_rows=f / "corpus.rows.parquet",
+                           probes=[f / f"corpus.{{i}}.probe.npz" for i in range(3)], tag="x",
+                           collection=f / "collection.parquet", progress=False)
+        print(stats["how"], stats["self_check"]["status"], stats["self_check"]["hits"])
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-5:] == ["torch", "on", "cpu", "ok", "300"]

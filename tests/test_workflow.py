@@ -96,6 +96,11 @@ def test_report(demo_run):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rounds = pd.read_csv(report / "rounds.tsv", sep="\t")
     assert rounds["round"].tolist() == [0, 1, 2]
+    # The id self-check of every dense search: all 400 rows (2 shards of 200, under 500 each), all hits.
+    checks = pd.read_csv(report / "self_check.tsv", sep="\t")
+    assert checks["system"].tolist() == SYSTEM_ORDER[1:]
+    assert checks["status"].eq("ok").all() and checks["probes"].eq(400).all() and checks["hits"].eq(400).all()
+    assert rounds["id_self_check"].tolist() == [1.0, 1.0, 1.0]
     html = demo_run / "report.html"
     snakemake("--configfile", str(demo_run / "tiny.yaml"), "--report", str(html), workdir=demo_run)
     text = html.read_text(errors="replace")
@@ -426,3 +431,25 @@ def test_a_permanent_failure_is_not_redone_by_a_retry(tmp_path, capsys):
     with pytest.raises(MemoryError):
         run_job(job, MemoryError())
     assert not marker.exists() and run_job(job, None) == [1]
+
+
+def test_search_self_check_stops_a_scrambled_shard(demo_run, tmp_path):
+    """Through Snakemake, on a copy of the shared demo run: round-2's second corpus shard with its rows in
+    another order makes its search job fail, naming the checkpoint and the shard, with no run
+    left; the shard restored, the same job passes."""
+    work = tmp_path / "run"
+    shutil.copytree(demo_run, work, ignore=shutil.ignore_patterns("locks"))
+    shard = work / "results/demo/embeddings/round-2/corpus.1.npy"
+    original = np.load(shard)
+    np.save(shard, original[np.random.default_rng(0).permutation(len(original))])
+    target = "results/demo/runs/round-2/dev.trec"
+    proc = snakemake(target, "--configfile", str(work / "tiny.yaml"), workdir=work, check=False)
+    assert proc.returncode != 0
+    log = (work / "results/demo/logs/dense_search.round-2.log").read_text()
+    assert "id self-check of checkpoint round-2" in log and "shard 0: 200 of 200" in log, log[-3000:]
+    assert re.search(r"shard 1: \d of 200", log) and "Examples (row, expected pid, got pid at rank 1)" in log
+    assert not (work / target).exists()
+    np.save(shard, original)
+    snakemake(target, "--configfile", str(work / "tiny.yaml"), workdir=work)
+    check = json.loads((work / "results/demo/runs/round-2/self_check.json").read_text())
+    assert check["status"] == "ok" and check["hits"] == check["probes"] == 400

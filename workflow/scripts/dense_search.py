@@ -11,9 +11,10 @@ with script_logging(snakemake) as log:
     candidates = iter(inp.candidates)
     splits = [Split(name, queries, rows, depth, out, next(candidates) if rerank else None)
               for (name, depth, rerank), queries, rows, out in zip(p.plan, inp.queries, inp.query_rows,
-                                                                   snakemake.output)]
+                                                                   snakemake.output.runs, strict=True)]
     stats = dense_runs(splits, shards=list(inp.shards), corpus_rows=inp.corpus_rows, collection=inp.collection,
                        tag=snakemake.wildcards.system, chunks=p.chunks, index_path=inp.get("index"), nprobe=p.nprobe,
                        ef_search=p.ef_search, use_gpu=p.use_gpu, max_cpu_hours=p.max_cpu_hours,
-                       threads=snakemake.threads)
+                       threads=snakemake.threads, probes=list(inp.probes), self_check=p.self_check,
+                       self_check_out=snakemake.output.self_check)
     log.info("searched: %s", stats)

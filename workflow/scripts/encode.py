@@ -13,5 +13,5 @@ with script_logging(snakemake) as log:
     prefix = snakemake.input.tokens[0].removesuffix(".tokens.npy")
     stats = encode_table(snakemake.input.checkpoint, prefix, snakemake.output[0], side=side, shard=shard,
                          shards=p.shards, batch_size=p.batch_size, dtype=p.dtype, precision=p.precision,
-                         threads=snakemake.threads)
+                         threads=snakemake.threads, probe_path=snakemake.output.get("probe"))
     log.info("encoded: %s", stats)

@@ -11,14 +11,16 @@ from anceflow.io import atomic_path
 from pathlib import Path
 
 from anceflow.compute import compute_table, read_benchmarks, write_compute
-from anceflow.report import plot_compute, plot_losses, plot_metrics, rounds_table, write_table
+from anceflow.report import plot_compute, plot_losses, plot_metrics, rounds_table, self_check_table, write_table
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
     inp, out = snakemake.input, snakemake.output
     plot_metrics(inp.metrics, out.metrics_png)
     plot_losses(list(inp.logs), out.loss_png)
-    table = rounds_table(list(inp.mining), list(inp.logs), inp.metrics)
+    checks = self_check_table(list(inp.self_checks))
+    write_table(checks, out.self_check)
+    table = rounds_table(list(inp.mining), list(inp.logs), inp.metrics, checks)
     write_table(table, out.rounds)
     shutil.copyfile(inp.metrics, out.metrics_table)
     with atomic_path(out.config) as tmp, open(tmp, "w") as fh:
@@ -29,3 +31,4 @@ with script_logging(snakemake) as log:
     write_compute(out.compute, compute)
     plot_compute(compute, inp.metrics, out.compute_png)
     log.info("rounds:\n%s\ncompute:\n%s", table.to_string(index=False), compute.to_string(index=False))
+    log.info("id self-check:\n%s", checks.to_string(index=False))
