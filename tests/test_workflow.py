@@ -453,3 +453,65 @@ def test_search_self_check_stops_a_scrambled_shard(demo_run, tmp_path):
     snakemake(target, "--configfile", str(work / "tiny.yaml"), workdir=work)
     check = json.loads((work / "results/demo/runs/round-2/self_check.json").read_text())
     assert check["status"] == "ok" and check["hits"] == check["probes"] == 400
+
+
+# --------------------------------------------------------------------------- seeds, comparisons, compute
+
+
+def test_comparison_and_compute_of_the_demo(demo_run):
+    """One seed: comparison.tsv tests every trained system against bm25neg and round-0 on dev, the
+    report says first whether the last round beats the control, and compute.tsv charges every job."""
+    res = demo_run / "results/demo"
+    comparison = pd.read_csv(res / "comparison.tsv", sep="\t")
+    assert list(comparison.columns) == ["split", "metric", "system", "baseline", "seeds", "queries", "system_mean",
+                                        "baseline_mean", "diff", "ci_low", "ci_high", "p_value"]
+    pairs = set(zip(comparison["system"], comparison["baseline"]))
+    assert pairs == {("round-0", "bm25neg"), ("round-1", "bm25neg"), ("round-2", "bm25neg"), ("round-1", "round-0"),
+                     ("round-2", "round-0"), ("bm25neg", "round-0")}
+    assert (comparison["seeds"] == 1).all() and (comparison["queries"] == 40).all()
+    assert ((comparison["ci_low"] <= comparison["diff"]) & (comparison["diff"] <= comparison["ci_high"])).all()
+    assert comparison["p_value"].between(0, 1).all()
+    metrics = pd.read_csv(res / "metrics.tsv", sep="\t").set_index("system")
+    row = comparison[(comparison["system"] == "round-2") & (comparison["baseline"] == "bm25neg")
+                     & (comparison["metric"] == "ndcg@10")].iloc[0]
+    assert row["diff"] == pytest.approx(metrics.loc["round-2", "ndcg@10"] - metrics.loc["bm25neg", "ndcg@10"], abs=1e-3)
+    first = (res / "report/comparison.txt").read_text().splitlines()[0]
+    assert first.startswith("ANCE's rounds vs the equal-step control: round-2 vs bm25neg (dev, ndcg@10): ")
+    compute = pd.read_csv(res / "compute.tsv", sep="\t").set_index("part")
+    assert compute.index.tolist() == ["shared", "round-0", "round-1", "round-2", "bm25neg", "total"]
+    assert (compute.loc["round-0":"bm25neg", "jobs"] > 0).all() and compute.loc["total", "cpu_hours"] > 0
+    assert (compute["gpu_hours"] == 0).all()  # no job had a GPU here
+    assert compute.loc["total", "jobs"] == compute.drop("total")["jobs"].sum()
+    assert (res / "report/compute.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_seeds_run_the_loop_per_seed_and_compare_over_them(tmp_path, tiny_model):
+    """seeds: [7, 8]: BM25 and tokens once, everything trained per seed in seed-<s>/, metrics.tsv
+    over the seeds (first eight columns as always), comparison.tsv pooled over both seeds."""
+    config = tiny_demo_config(tiny_model)
+    config["ance"].update(rounds=1)
+    config["seeds"] = [7, 8]
+    cfg = write_config(tmp_path / "seeds.yaml", config)
+    proc = snakemake("--configfile", str(cfg), workdir=tmp_path)
+    res = tmp_path / "results/demo"
+    assert proc.returncode == 0
+    for seed in (7, 8):
+        per_seed = pd.read_csv(res / f"seed-{seed}/metrics.tsv", sep="\t")
+        assert per_seed["system"].tolist() == ["bm25", "zeroshot", "round-0", "round-1", "bm25neg"]
+        settings = json.loads((res / f"seed-{seed}/checkpoints/round-1/manifest.json").read_text())["config"]
+        assert settings["seed"] == seed + 1  # round n trains with seed + n
+    assert (res / "bm25/index").exists() and not (res / "checkpoints").exists()
+    a, b = (pd.read_parquet(res / f"seed-{s}/negatives/round-0.parquet") for s in (7, 8))
+    assert not a.equals(b)  # each seed draws its own BM25 negatives
+    summary = pd.read_csv(res / "metrics.tsv", sep="\t")
+    assert list(summary.columns[:10]) == HEADER and (summary["seeds"] == 2).all()
+    per = [pd.read_csv(res / f"seed-{s}/metrics.tsv", sep="\t").set_index("system") for s in (7, 8)]
+    row = summary.set_index("system").loc["round-1"]
+    values = [p.loc["round-1", "ndcg@10"] for p in per]
+    assert row["ndcg@10"] == pytest.approx(np.mean(values), abs=1e-4)
+    assert row["ndcg@10_std"] == pytest.approx(np.std(values, ddof=1), abs=1e-4)
+    comparison = pd.read_csv(res / "comparison.tsv", sep="\t")
+    assert (comparison["seeds"] == 2).all() and (comparison["queries"] == 40).all()
+    assert (res / "report/comparison.txt").read_text().startswith("ANCE's rounds vs the equal-step control: round-1")
+    assert planned_jobs(snakemake("-n", "--configfile", str(cfg), workdir=tmp_path)) == {}
