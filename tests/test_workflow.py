@@ -240,7 +240,7 @@ def test_user_config_from_repo_root_with_relative_path(tmp_path):
     jobs = planned_jobs(snakemake("bm25", "-n", "--configfile", str(cfg)))
     # Which jobs are pending depends on what a user already ran here; the target always is.
     assert "bm25" in jobs
-    assert set(jobs) <= {"prepare", "bm25_index", "bm25_search", "bm25_search_train", "bm25_negatives", "evaluate",
+    assert set(jobs) <= {"prepare", "bm25_index", "bm25_search", "bm25_search_train", "bm25_negatives", "evaluate", "evaluate_bm25",
                          "bm25"}
 
 
