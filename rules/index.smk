@@ -59,6 +59,8 @@ rule dense_search:
 use rule dense_search as dense_search_mining with:
     output:
         search_outputs(mining=True),
+        scores=intermediate(f"{RES}/runs/{{system}}/{TRAIN_SPLIT}.scores.npy"),
+        positives=intermediate(f"{RES}/runs/{{system}}/{TRAIN_SPLIT}.positives.parquet"),
     wildcard_constraints:
         system=alternatives(MINING_SYSTEMS),
     log:
