@@ -18,7 +18,7 @@ def script_logging(snakemake):
     A failure is written to the log and, as one clear line, to the console, so the user
     sees what is wrong without opening the log.
     """
-    if snakemake.rule != "fetch_model":
+    if snakemake.rule not in ("fetch_model", "fetch_cross_encoder"):
         # Jobs load models from disk (fetch_model put hub models there on the submit host): never the
         # hub, which compute nodes may not reach.
         os.environ["HF_HUB_OFFLINE"] = "1"
