@@ -1,5 +1,5 @@
-# Report: metric-per-round plots, loss curves, per-round diagnostics, and the config used;
-# the same files are the content of `snakemake --report report.html`.
+# Report: metric-per-round plots, loss curves, per-round diagnostics, the audit of the negatives,
+# and the config used; the same files are the content of `snakemake --report report.html`.
 
 
 rule report:
@@ -7,6 +7,7 @@ rule report:
         metrics=f"{RES}/metrics.tsv",
         logs=training_logs,
         mining=mining_stats,
+        audits=audits,
     output:
         metrics_png=report(
             f"{RES}/report/metrics.png",
@@ -27,6 +28,16 @@ rule report:
             f"{RES}/report/metrics.tsv",
             caption="../workflow/report/metrics_table.rst",
             category="Metrics",
+        ),
+        audit_png=report(
+            f"{RES}/report/audit.png",
+            caption="../workflow/report/audit.rst",
+            category="Rounds",
+        ),
+        audit=report(
+            f"{RES}/report/audit.tsv",
+            caption="../workflow/report/audit_table.rst",
+            category="Rounds",
         ),
         config=report(
             f"{RES}/report/config.yaml",

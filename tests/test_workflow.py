@@ -90,7 +90,8 @@ def test_demo_metrics_table(demo_run):
     assert len(negatives) >= 80 and negatives["neg_pids"].map(len).between(1, 20).all()
 
 
-INTERMEDIATE = ["embeddings/*/*.npy", "index/*/*.faiss", "runs/*/train.rows.npy", "runs/bm25/train.trec"]
+INTERMEDIATE = ["embeddings/*/*.npy", "index/*/*.faiss", "runs/*/train.rows.npy", "runs/*/train.scores.npy",
+                "runs/*/train.positives.parquet", "runs/bm25/train.trec"]
 
 
 def test_intermediate_files_are_deleted_and_results_unchanged(demo_run, kept_run):
@@ -173,7 +174,7 @@ def test_changing_k1_reruns_bm25_retrieval_and_everything_trained_after_it(demo_
     assert jobs == {"bm25_search": 1, "bm25_search_train": 1, "bm25_negatives": 1, **after_training(3),
                     "train_control": 1, "encode_corpus": 2 * 4, "mine_negatives": 2, "encode_queries": 2 * 2 + 1 + 1,
                     "dense_search": 2, "dense_search_mining": 2, "evaluate": 1 + 4, "metrics": 1, "report": 1,
-                    "all": 1}
+                    "audit_negatives": 3, "all": 1}
     assert not {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "init_model"} & set(jobs)
 
 
@@ -189,7 +190,7 @@ def test_changing_ance_topk_reruns_mining_of_rounds_1_up_not_warmup_or_bm25(demo
     # The bm25neg control does not mine: untouched.
     assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 3,
                     "encode_queries": 2 * 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "report": 1,
-                    "all": 1}
+                    "audit_negatives": 2, "all": 1}
     assert not {"bm25_search", "bm25_negatives", "train_control"} & set(jobs)
 
 
@@ -200,14 +201,14 @@ def test_one_more_round_runs_only_that_round(demo_run):
     # encoded, searched and evaluated on dev. The control now trains as long as three rounds.
     assert jobs == {"encode_corpus": 2 + 2 + 2, "encode_queries": 2 + 1 + 1, "dense_search_mining": 1,
                     "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
-                    "metrics": 1, "report": 1, "all": 1}
+                    "metrics": 1, "report": 1, "audit_negatives": 1, "all": 1}
 
 
 def test_with_kept_intermediates_one_more_round_reuses_the_vectors(kept_run):
     jobs = dry_run(kept_run, {"ance": {"rounds": 3}})
     assert jobs == {"encode_corpus": 2 + 2, "encode_queries": 1 + 1 + 1, "dense_search_mining": 1,
                     "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
-                    "metrics": 1, "report": 1, "all": 1}
+                    "metrics": 1, "report": 1, "audit_negatives": 1, "all": 1}
 
 
 def test_editing_the_training_code_reruns_training(demo_run, tmp_path):

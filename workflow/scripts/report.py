@@ -8,7 +8,7 @@ import shutil
 import yaml
 
 from anceflow.io import atomic_path
-from anceflow.report import plot_losses, plot_metrics, rounds_table, write_table
+from anceflow.report import audit_table, plot_audit, plot_losses, plot_metrics, rounds_table, write_table
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
@@ -17,7 +17,11 @@ with script_logging(snakemake) as log:
     plot_losses(list(inp.logs), out.loss_png)
     table = rounds_table(list(inp.mining), list(inp.logs), inp.metrics)
     write_table(table, out.rounds)
+    audit = audit_table(list(inp.mining), list(inp.audits))
+    write_table(audit, out.audit)
+    plot_audit(audit, out.audit_png)
     shutil.copyfile(inp.metrics, out.metrics_table)
     with atomic_path(out.config) as tmp, open(tmp, "w") as fh:
         yaml.safe_dump(dict(snakemake.params.config), fh, sort_keys=False)
     log.info("rounds:\n%s", table.to_string(index=False))
+    log.info("audit of the negatives:\n%s", audit.to_string(index=False))
