@@ -3,15 +3,15 @@
 Any Hugging Face sequence-classification model serves (``AutoModelForSequenceClassification``):
 with one label its logit goes through a sigmoid (cross-encoder/ms-marco-*), with two the
 softmax probability of label 1 is taken. Documents are read from ``collection.parquet`` in one
-pass over its row groups, only the rows asked for, so memory is one row group plus the pairs
-(never the whole collection's text: 22 GB for MS MARCO documents). Within a row group the
-pairs are scored longest first, so batches pad little. On a GPU the model runs in bf16 autocast.
+pass, 65,536 rows at a time and only the rows asked for, so memory is one slice plus the pairs
+(never the whole collection's text: 22 GB for MS MARCO documents). Within a slice the pairs are
+scored longest first, so batches pad little. On a GPU the model runs in bf16 autocast.
 
 Cost at MS MARCO passage size (denoise mode, 20 negatives x oversample 2 per pair, 532,761
-pairs): ~21M (query, passage) scorings per round, about 12 minutes for a MiniLM-L6 cross-encoder
-on an H100 at ~30k pairs/s (estimated from its size; see docs/mining.md), one fifth of that with
-``ance.query_fraction: 0.2``; on a CPU days, which :class:`CrossEncoder` refuses to start (it
-measures its first batches) unless ``index.use_gpu`` is false.
+pairs): ~21M (query, passage) scorings per round, an estimated 7-14 minutes for a MiniLM-L6
+cross-encoder on an H100 (docs/mining.md), a fifth of that with ``ance.query_fraction: 0.2``;
+on a CPU days, which :class:`CrossEncoder` refuses to start (it measures its first batches)
+unless ``index.use_gpu`` is false.
 """
 
 from __future__ import annotations

@@ -224,7 +224,7 @@ def sample_negatives(rows: np.ndarray, qids: list[str], judged: Judged, *, n: in
     candidates = dropped = 0
     # Machine integers, not Python objects: MS MARCO's 10.6M picks are 85 MB here, ~380 MB in a list.
     out_q, out_pos, counts, picked, ranks = (array("q") for _ in range(5))
-    picked_scores, pair_scores = array("f"), array("f")
+    picked_at, pair_index = array("q"), array("q")  # each pick's position in its run row; each pair's positive
     for j, qi in enumerate(judged.queries.tolist()):
         first = int(judged.offsets[j])
         positives = judged.positives[first:judged.offsets[j + 1]].tolist()
@@ -235,26 +235,26 @@ def sample_negatives(rows: np.ndarray, qids: list[str], judged: Judged, *, n: in
         if not top:
             stats["queries_missing_from_run"] += 1
         pos_set = set(positives)
-        unjudged = [d for d in top if d not in pos_set]
-        stats["positives_in_topk"] += len(top) - len(unjudged)
         ranks.append(next((i + 1 for i, d in enumerate(top) if d in pos_set), 0))
         if window is None and not with_scores:  # no controls, no scores: the pool as it always was
-            pool, pool_scores = unjudged, None
-        else:
+            pool, at = [d for d in top if d not in pos_set], None
+            stats["positives_in_topk"] += len(top) - len(pool)
+        else:  # the same pool in the same order, with each candidate's position in the run
+            stats["positives_in_topk"] += len(pos_set.intersection(top))  # a run lists a document once
             stop = len(full) if b is None else min(b, len(full))
             at = [i for i in range(a, stop) if full[i] >= 0 and full[i] not in pos_set]
             pool = [full[i] for i in at]
-            pool_scores = np.asarray(scores[qi, at], dtype=np.float32) if with_scores else None
+        pool_scores = np.asarray(scores[qi], dtype=np.float32)[at] if relative_margin is not None else None
         rng = query_rng(seed, qids[qi], round_)
         for k, pos in enumerate(positives):
             stats["pairs"] += 1
-            cand, cand_scores = pool, pool_scores
+            cand, cand_at = pool, at
             candidates += len(pool)
             if relative_margin is not None and pool:
                 positive = float(judged.scores[first + k])
-                keep = np.flatnonzero(pool_scores <= positive - abs(positive) * relative_margin)
+                keep = np.flatnonzero(pool_scores <= positive - abs(positive) * relative_margin).tolist()
                 dropped += len(pool) - len(keep)
-                cand, cand_scores = [pool[i] for i in keep.tolist()], pool_scores[keep]
+                cand, cand_at = [pool[i] for i in keep], [at[i] for i in keep]
             if not cand:
                 stats["pairs_without_negatives"] += 1
                 continue
@@ -264,13 +264,17 @@ def sample_negatives(rows: np.ndarray, qids: list[str], judged: Judged, *, n: in
             counts.append(len(picks))
             picked.extend(cand[i] for i in picks)
             if with_scores:
-                picked_scores.extend(cand_scores[picks].tolist())
-                pair_scores.append(float(judged.scores[first + k]))
-    negatives = Negatives(np.frombuffer(out_q, dtype=np.int64), np.frombuffer(out_pos, dtype=np.int64),
-                          np.r_[0, np.cumsum(np.frombuffer(counts, dtype=np.int64))],
-                          np.frombuffer(picked, dtype=np.int64),
-                          np.frombuffer(picked_scores, dtype=np.float32) if with_scores else None,
-                          np.frombuffer(pair_scores, dtype=np.float32) if with_scores else None)
+                picked_at.extend(cand_at[i] for i in picks)
+                pair_index.append(first + k)
+    counts_array = np.frombuffer(counts, dtype=np.int64)
+    queries_array = np.frombuffer(out_q, dtype=np.int64)
+    neg_scores = pair_scores = None
+    if with_scores:  # gathered once at the end: one fancy index instead of one per query
+        neg_scores = np.asarray(scores[np.repeat(queries_array, counts_array), np.frombuffer(picked_at, dtype=np.int64)],
+                                dtype=np.float32)
+        pair_scores = judged.scores[np.frombuffer(pair_index, dtype=np.int64)]
+    negatives = Negatives(queries_array, np.frombuffer(out_pos, dtype=np.int64), np.r_[0, np.cumsum(counts_array)],
+                          np.frombuffer(picked, dtype=np.int64), neg_scores, pair_scores)
     stats["examples"] = len(negatives)
     stats["mean_negatives"] = float(np.mean(counts)) if counts else 0.0
     stats["positive_ranks"] = list(ranks)
