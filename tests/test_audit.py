@@ -188,6 +188,12 @@ def test_window_run_audit_and_report(window_run):
     assert table["round"].tolist() == [0, 1, 2]
     assert table["gap_median"].isna().tolist() == [True, False, False]  # BM25 negatives have no dense scores
     assert (res / "report/audit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from test_workflow import snakemake
+
+    html = window_run / "report.html"
+    snakemake("--configfile", str(window_run / "tiny.yaml"), "--report", str(html), workdir=window_run)
+    text = html.read_text(errors="replace")
+    assert "audit.png" in text and "audit.tsv" in text
 
 
 def test_changing_the_audit_threshold_reruns_only_the_audit(window_run):
