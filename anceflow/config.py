@@ -93,9 +93,9 @@ def coerce_strings(config: Any, schema: dict) -> Any:
             return config
         ok = {"integer": isinstance(value, int) and not isinstance(value, bool),
               "number": isinstance(value, (int, float)) and not isinstance(value, bool),
-              "boolean": isinstance(value, bool), "null": value is None}
+              "boolean": isinstance(value, bool), "null": value is None, "array": isinstance(value, list)}
         if any(ok.get(t, False) for t in wanted):
-            return value
+            return coerce_strings(value, schema) if isinstance(value, list) else value
     if isinstance(config, str) and schema.get("enum") and config not in schema["enum"]:
         value = yaml.safe_load(config) if config.strip() else config
         if value in schema["enum"]:
@@ -137,6 +137,7 @@ def consistency_problems(config: dict[str, Any]) -> list[str]:
         problems.append(f"config key 'dataset.eval_splits': the training split {dataset['train_split']!r} is listed "
                         "among the evaluation splits; its metrics would not be held out (evaluate another split)")
     problems += _source_problems(dataset)
+    problems += negatives_problems(config)
     for depth_key, count_key in (("bm25.topk", "negatives_per_query"), ("ance.topk", "ance.negatives_per_query")):
         depth, count = _get(config, depth_key), _get(config, count_key)
         if depth < count:
@@ -178,6 +179,38 @@ def _source_problems(dataset: dict[str, Any]) -> list[str]:
 
         splits = [s for _, s in _split_keys(dataset)]
         problems += irds.id_problems(dataset["ir_datasets"], splits, dataset["eval_splits"])
+    return problems
+
+
+def negatives_problems(config: dict[str, Any]) -> list[str]:
+    """The false-negative controls of ance.negatives against the mining depth, and a cross-encoder
+    given as a folder that could not serve as one (a hub id is checked when rule fetch_cross_encoder
+    fetches it)."""
+    from anceflow.model_source import cross_encoder_problem
+
+    ance, problems = config["ance"], []
+    window = ance["negatives"]["rank_window"]
+    if window is not None:
+        a, b = window
+        key = "config key 'ance.negatives.rank_window'"
+        if a >= b:
+            problems.append(f"{key}: [{a}, {b}] is empty (positions a..b-1 of the mining run, so a < b)")
+        elif b > ance["topk"]:
+            problems.append(f"{key}: [{a}, {b}] reaches beyond 'ance.topk' ({ance['topk']}): the mining run "
+                            f"has only positions 0..{ance['topk'] - 1}")
+        elif b - a < ance["negatives_per_query"]:
+            problems.append(f"{key}: [{a}, {b}] holds {b - a} positions, fewer than 'ance.negatives_per_query' "
+                            f"({ance['negatives_per_query']}), so fewer negatives would come back")
+    name = ance["negatives"]["cross_encoder"]["name_or_path"]
+    if name is not None:
+        key = "config key 'ance.negatives.cross_encoder.name_or_path'"
+        folder = Path(name).expanduser()
+        if folder.is_dir():
+            problem = cross_encoder_problem(folder)
+            if problem:
+                problems.append(f"{key}: {problem}")
+        elif name.startswith(("/", "./", "../", "~")):
+            problems.append(f"{key}: {name!r} is not a folder (a hub id has the form 'org/name')")
     return problems
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -53,10 +54,33 @@ def needs_fetch(name_or_path: str) -> bool:
     return not Path(resolve_model_path(name_or_path)).is_dir()
 
 
-def fetch_model(name: str, folder: str | Path, *, revision: str | None = None, endpoint: str | None = None) -> Path:
+def cross_encoder_problem(folder: str | Path) -> str | None:
+    """Why the model folder cannot serve as a cross-encoder (None if it can): it must hold a
+    ``config.json`` naming a ``*ForSequenceClassification`` architecture with one or two labels.
+    Any other model would load with a randomly initialised classification head and flag at random."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return f"{str(folder)!r} has no config.json (a Hugging Face model folder is needed)"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        return f"{str(path)!r} is not valid JSON ({exc})"
+    architectures = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        return (f"{str(folder)!r} is not a sequence-classification model (architectures: {architectures or 'none'}); "
+                "a cross-encoder is one, e.g. cross-encoder/ms-marco-MiniLM-L6-v2")
+    labels = len(config["id2label"]) if config.get("id2label") else config.get("num_labels", 2)
+    if labels not in (1, 2):
+        return f"{str(folder)!r} has {labels} labels; a relevance cross-encoder has 1 (a score) or 2 (not relevant, relevant)"
+    return None
+
+
+def fetch_model(name: str, folder: str | Path, *, revision: str | None = None, endpoint: str | None = None,
+                cross_encoder: bool = False) -> Path:
     """Store a snapshot of hub model ``name`` in ``folder`` (atomically), so that jobs on compute
     nodes without internet load it from disk. Safetensors weights are taken where the hub has them
-    (then no ``*.bin``); the snapshot is loaded once to check it is complete."""
+    (then no ``*.bin``); the snapshot is loaded once to check it is complete (and, for a
+    ``cross_encoder``, that it is a relevance classifier: :func:`cross_encoder_problem`)."""
     from huggingface_hub import HfApi, snapshot_download
 
     from anceflow.io import atomic_path
@@ -71,4 +95,7 @@ def fetch_model(name: str, folder: str | Path, *, revision: str | None = None, e
 
         AutoConfig.from_pretrained(tmp)
         AutoTokenizer.from_pretrained(tmp)
+        problem = cross_encoder_problem(tmp) if cross_encoder else None
+        if problem:
+            raise ValueError(problem.replace(repr(str(tmp)), repr(name)))
     return Path(folder)

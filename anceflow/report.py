@@ -1,4 +1,5 @@
-"""Report: metrics against the round, loss curves, and per-round mining diagnostics."""
+"""Report: metrics against the round, loss curves, per-round mining diagnostics, and the audit of
+each round's negatives (false-negative indicators across rounds)."""
 
 from __future__ import annotations
 
@@ -144,4 +145,65 @@ def plot_compute(compute: pd.DataFrame, metrics_tsv: str | Path, out_png: str | 
         ax.set_ylabel(f"nDCG@10 ({split})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    save_png(fig, out_png)
+
+
+def audit_table(stats_jsons: list[str | Path], audit_jsons: list[str | Path]) -> pd.DataFrame:
+    """One row per round: the score gap between positive and negatives (dense rounds), and the
+    shares of negatives that are near-duplicates of a positive, judged positives of another query,
+    flagged by the cross-encoder (when one is configured), or also in the previous round."""
+    rows = []
+    for stats_path, audit_path in zip(stats_jsons, audit_jsons):
+        stats, audit = json.loads(Path(stats_path).read_text()), json.loads(Path(audit_path).read_text())
+        gap = stats.get("score_gap") or {}
+        cross_encoder = stats.get("cross_encoder") or {}
+        rows.append({
+            "round": stats.get("round", 0),
+            "negatives": audit["negatives"],
+            "gap_p5": gap.get("p5"), "gap_p25": gap.get("p25"), "gap_median": gap.get("median"),
+            "gap_p75": gap.get("p75"), "gap_p95": gap.get("p95"),
+            "above_positive_share": gap.get("above_positive_share"),
+            "near_duplicate_share": audit["near_duplicate_share"],
+            "positive_of_other_query_share": audit["positive_of_other_query_share"],
+            "cross_encoder_flagged_share": cross_encoder.get("flagged_share"),
+            "margin_dropped_share": stats.get("margin_dropped_share"),
+            "overlap_with_previous": stats.get("overlap_with_previous"),
+        })
+    return pd.DataFrame(rows)
+
+
+SHARES = [("near_duplicate_share", "near-duplicate of a positive"),
+          ("positive_of_other_query_share", "judged positive of another query"),
+          ("cross_encoder_flagged_share", "flagged by the cross-encoder"),
+          ("above_positive_share", "scores above its positive"),
+          ("overlap_with_previous", "also in the previous round")]
+
+
+def plot_audit(table: pd.DataFrame, out_png: str | Path) -> None:
+    """Left: the score gap (positive - negative, mining checkpoint's scores) per round as boxes
+    (5th, 25th, 50th, 75th, 95th percentiles; round 0's BM25 negatives have none). Right: the
+    shares of negatives that look like false negatives, per round."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    dense = table.dropna(subset=["gap_median"])
+    boxes = [{"label": str(int(r["round"])), "whislo": r["gap_p5"], "q1": r["gap_p25"], "med": r["gap_median"],
+              "q3": r["gap_p75"], "whishi": r["gap_p95"], "fliers": []} for _, r in dense.iterrows()]
+    if boxes:
+        left.bxp(boxes, positions=dense["round"].astype(int).tolist(), showfliers=False)
+        left.axhline(0.0, color="gray", linewidth=0.8, linestyle="--")
+    else:
+        left.text(0.5, 0.5, "no dense rounds", ha="center", va="center", transform=left.transAxes)
+    left.set_title("score gap: positive - negative (p5..p95)")
+    left.set_xlabel("round")
+    left.grid(alpha=0.3)
+    rounds = table["round"].astype(int)
+    for column, label in SHARES:
+        values = pd.to_numeric(table[column], errors="coerce")
+        if values.notna().any():
+            right.plot(rounds[values.notna()], values.dropna(), marker="o", label=label)
+    right.set_title("share of negatives")
+    right.set_xlabel("round (0 = BM25 negatives)")
+    right.set_xticks(rounds.tolist())
+    right.set_ylim(bottom=0)
+    right.grid(alpha=0.3)
+    right.legend(fontsize="small")
     save_png(fig, out_png)

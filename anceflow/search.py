@@ -75,6 +75,9 @@ class Split:
     depth: int
     out: str | Path
     candidates: str | Path | None = None   # set: rerank this candidate list (qid, pid, rank) instead
+    scores: str | Path | None = None       # mining: also the run's scores, float16 [queries, depth] (.npy)
+    positives: str | Path | None = None    # mining: also every judged positive's score (parquet) ...
+    qrels: str | Path | None = None        # ... of the judgments (grade > 0) in this qrels parquet
 
 
 class CpuTooSlowError(PermanentError, RuntimeError):
@@ -400,6 +403,39 @@ class ShardRows:
         return out
 
 
+def pair_scores(shards: Sequence, queries: np.ndarray, q: np.ndarray, d: np.ndarray, doc_rows: np.ndarray, *,
+                batch_pairs: int = 1 << 17) -> np.ndarray:
+    """Inner products of (query ``q[i]``, document ``d[i]``) pairs, float32; MaxP: a document's best
+    chunk (``doc_rows``: each document's token rows, -1 = none). Vectors are gathered from the
+    shards ``batch_pairs`` pairs at a time."""
+    vectors, chunks = ShardRows(shards), doc_rows[d]                     # [pairs, C] token rows, -1 = none
+    scores = np.full(chunks.shape, -np.inf, dtype=np.float32)
+    flat = np.flatnonzero(chunks.ravel() >= 0)
+    for start in range(0, len(flat), batch_pairs):
+        cell = flat[start:start + batch_pairs]
+        pair, rows = cell // chunks.shape[1], chunks.ravel()[cell]
+        scores.ravel()[cell] = np.einsum("ij,ij->i", np.asarray(queries[q[pair]], dtype=np.float32), vectors[rows])
+    return scores.max(axis=1) if len(scores) else np.zeros(0, dtype=np.float32)
+
+
+def positive_scores(shards: Sequence, queries: np.ndarray, query_rows: str | Path, qrels: str | Path,
+                    collection_pids, doc_rows: np.ndarray, out: str | Path) -> int:
+    """Every judged (query, positive) pair's score, wherever the positive ranks: a parquet of
+    ``query`` (row of the split), ``doc`` (collection row), ``score`` (float32), for mining's
+    relative margin and its score-gap audit. Returns the number of pairs."""
+    from anceflow.negatives import Judged
+
+    qids = pq.read_table(query_rows, columns=["qid"]).column("qid").combine_chunks()
+    judged = Judged.read(qrels, qids, collection_pids)
+    q = np.repeat(judged.queries, np.diff(judged.offsets))
+    scores = pair_scores(shards, queries, q, judged.positives, doc_rows)
+    table = pa.table({"query": pa.array(q, pa.int32()), "doc": pa.array(judged.positives, pa.int32()),
+                      "score": pa.array(scores, pa.float32())})
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+    return len(q)
+
+
 def rerank_candidates(shards: Sequence, queries: np.ndarray, query_rows: str | Path, candidates: str | Path,
                       collection_pids, doc_rows: np.ndarray, *, batch_pairs: int = 1 << 17
                       ) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -416,14 +452,7 @@ def rerank_candidates(shards: Sequence, queries: np.ndarray, query_rows: str | P
     q = lookup(table.column("qid").combine_chunks(), qids, what="qid", source=candidates, where="the split's queries")
     d = lookup(table.column("pid").combine_chunks(), collection_pids, what="pid", source=candidates,
                where="the collection")
-    vectors, chunks = ShardRows(shards), doc_rows[d]                     # [pairs, C] token rows, -1 = none
-    scores = np.full(chunks.shape, -np.inf, dtype=np.float32)
-    flat = np.flatnonzero(chunks.ravel() >= 0)
-    for start in range(0, len(flat), batch_pairs):
-        cell = flat[start:start + batch_pairs]
-        pair, rows = cell // chunks.shape[1], chunks.ravel()[cell]
-        scores.ravel()[cell] = np.einsum("ij,ij->i", np.asarray(queries[q[pair]], dtype=np.float32), vectors[rows])
-    best = scores.max(axis=1)
+    best = pair_scores(shards, queries, q, d, doc_rows, batch_pairs=batch_pairs)
     out = []
     bounds = np.flatnonzero(np.r_[True, q[1:] != q[:-1], True])
     for a, b in zip(bounds[:-1], bounds[1:]):
@@ -530,6 +559,15 @@ def dense_runs(splits: Sequence[Split], *, shards: Sequence[str | Path], corpus_
         else:
             write_trec(split.out, qids, pids, scores, docs, tag)
         stats["splits"][split.name] = {"queries": len(qids), "depth": split.depth, "searched_rows": k}
+        if split.scores is not None:
+            # float16: 808k x 200 scores are 320 MB instead of 640; the margin and the audit need no more.
+            with atomic_path(split.scores) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(scores, dtype=np.float16))
+        if split.positives is not None:
+            doc_rows = corpus_documents(str(corpus_rows).removesuffix(".rows.parquet"))[1]
+            vectors_of_split = np.load(split.queries, mmap_mode="r")
+            stats["splits"][split.name]["positives_scored"] = positive_scores(
+                shards, vectors_of_split, split.query_rows, split.qrels, pids, doc_rows, split.positives)
     if reranks:
         doc_rows = corpus_documents(str(corpus_rows).removesuffix(".rows.parquet"))[1]
         for split in reranks:

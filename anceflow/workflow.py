@@ -64,7 +64,7 @@ def script_logging(snakemake):
     a re-run before anything was fixed), it fails at once with the same message instead of
     redoing the work; anything else (out of memory, a time limit, a node failure) retries as usual.
     """
-    if snakemake.rule != "fetch_model":
+    if snakemake.rule not in ("fetch_model", "fetch_cross_encoder"):
         # Jobs load models from disk (fetch_model put hub models there on the submit host): never the
         # hub, which compute nodes may not reach.
         os.environ["HF_HUB_OFFLINE"] = "1"

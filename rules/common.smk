@@ -51,6 +51,13 @@ if DATASET["source"] == "ir_datasets":
 else:
     IRDS_IDS, IRDS_CANDIDATES, IRDS_DIR = {}, [], f"{DATASET['download_dir']}/ir_datasets/none"
 ANCE = config["ance"]
+# The cross-encoder that denoises mined negatives (ance.negatives.cross_encoder), if any: a local
+# folder as named, else a snapshot that rule fetch_cross_encoder stores on the submit host.
+CROSS_ENCODER = ANCE["negatives"]["cross_encoder"]["name_or_path"]
+FETCH_CROSS_ENCODER = CROSS_ENCODER is not None and needs_fetch(CROSS_ENCODER)
+CROSS_ENCODER_PATH = (
+    f"{DATASET['download_dir']}/cross-encoders/{model_tag(CROSS_ENCODER)}" if FETCH_CROSS_ENCODER else CROSS_ENCODER
+)
 ROUNDS = list(range(ANCE["rounds"] + 1))  # round 0 is the warmup
 # Systems in metrics.tsv: BM25, the pretrained model as is, and every round.
 # "bm25neg" (ance.control): round 0 continued on BM25 negatives as long as all ANCE rounds together.
@@ -283,8 +290,11 @@ def control_settings(wildcards):
 
 def mining_input(wildcards):
     n = int(wildcards.n)
-    return {
-        "run": f"{run_dir(wildcards)}/runs/round-{mining_round(n)}/{TRAIN_SPLIT}.rows.npy",
+    run = f"{run_dir(wildcards)}/runs/round-{mining_round(n)}/{TRAIN_SPLIT}"
+    inputs = {
+        "run": f"{run}.rows.npy",
+        "scores": f"{run}.scores.npy",
+        "positives": f"{run}.positives.parquet",
         "queries": f"{PREP}/queries.{TRAIN_SPLIT}.parquet",
         "collection": f"{PREP}/collection.parquet",
         "qrels": f"{PREP}/qrels.{TRAIN_SPLIT}.parquet",
@@ -292,6 +302,28 @@ def mining_input(wildcards):
         # Its manifest gives the mining checkpoint's hash, recorded in the negatives' JSON.
         "checkpoint": f"{run_dir(wildcards)}/checkpoints/round-{mining_round(n)}",
     }
+    if FETCH_CROSS_ENCODER:
+        inputs["cross_encoder"] = CROSS_ENCODER_PATH
+    return inputs
+
+
+def audit_input(wildcards):
+    """What the audit of round n's negatives reads: its negatives, the judgments, the token ids."""
+    return {
+        "negatives": f"{run_dir(wildcards)}/negatives/round-{wildcards.n}.parquet",
+        "queries": f"{PREP}/queries.{TRAIN_SPLIT}.parquet",
+        "collection": f"{PREP}/collection.parquet",
+        "qrels": f"{PREP}/qrels.{TRAIN_SPLIT}.parquet",
+        "corpus": tokenized("corpus"),
+        "model": model_input(wildcards),
+    }
+
+
+def mining_controls(wildcards):
+    """ance.negatives as mining uses it: the window, the margin, the cross-encoder's settings."""
+    negatives = ANCE["negatives"]
+    return {"rank_window": negatives["rank_window"], "relative_margin": negatives["relative_margin"],
+            "cross_encoder": negatives["cross_encoder"] if CROSS_ENCODER else None}
 
 
 def search_outputs(mining):
@@ -338,6 +370,8 @@ def search_input(wildcards):
     }
     if config["index"]["type"] != "flat":
         inputs["index"] = f"{run_dir(wildcards)}/index/{wildcards.system}/index.faiss"
+    if wildcards.system in MINING_SYSTEMS:
+        inputs["qrels"] = f"{PREP}/qrels.{TRAIN_SPLIT}.parquet"  # the positives' scores
     return inputs
 
 
@@ -355,6 +389,10 @@ def training_logs(wildcards):
 
 def mining_stats(wildcards):
     return [f"{run_dir(wildcards)}/negatives/round-{n}.json" for n in ROUNDS]
+
+
+def audits(wildcards):
+    return [f"{run_dir(wildcards)}/negatives/round-{n}.audit.json" for n in ROUNDS]
 
 
 def relevance_level(wildcards):

@@ -97,3 +97,24 @@ rule fetch_model:
         "../envs/train.yaml"
     script:
         "../workflow/scripts/fetch_model.py"
+
+
+rule fetch_cross_encoder:
+    """A snapshot of the hub cross-encoder ance.negatives.cross_encoder.name_or_path, which mining loads from disk."""
+    output:
+        directory(CROSS_ENCODER_PATH if FETCH_CROSS_ENCODER else f"{DATASET['download_dir']}/cross-encoders/none"),
+    params:
+        name=CROSS_ENCODER,
+        revision=ANCE["negatives"]["cross_encoder"]["revision"],
+        endpoint=MODEL["hub_url"],
+        key="ance.negatives.cross_encoder.name_or_path",
+        cross_encoder=True,
+    log:
+        f"{DATASET['download_dir']}/logs/fetch_cross_encoder.{model_tag(CROSS_ENCODER or 'none')}.log",
+    resources:
+        downloads=1,
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/fetch_model.py"

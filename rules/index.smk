@@ -63,6 +63,8 @@ use rule dense_search as dense_search_mining with:
     output:
         runs=search_outputs(mining=True),
         self_check=self_check_result("{system}"),
+        scores=intermediate(f"{RUN}/runs/{{system}}/{TRAIN_SPLIT}.scores.npy"),
+        positives=intermediate(f"{RUN}/runs/{{system}}/{TRAIN_SPLIT}.positives.parquet"),
     wildcard_constraints:
         system=alternatives(MINING_SYSTEMS),
     log:

@@ -1,5 +1,6 @@
-# Report: metric-per-round plots, loss curves, per-round diagnostics, compute per round, and the
-# config used; the same files are the content of `snakemake --report report.html`.
+# Report: metric-per-round plots, loss curves, per-round diagnostics, the audit of the negatives,
+# compute per round, and the config used; the same files are the content of
+# `snakemake --report report.html`.
 
 
 rule report:
@@ -8,6 +9,7 @@ rule report:
         logs=training_logs,
         mining=mining_stats,
         self_checks=self_check_results,
+        audits=audits,
     output:
         metrics_png=report(
             f"{RUN}/report/metrics.png",
@@ -33,6 +35,16 @@ rule report:
             f"{RUN}/report/metrics.tsv",
             caption="../workflow/report/metrics_table.rst",
             category="Metrics",
+        ),
+        audit_png=report(
+            f"{RUN}/report/audit.png",
+            caption="../workflow/report/audit.rst",
+            category="Rounds",
+        ),
+        audit=report(
+            f"{RUN}/report/audit.tsv",
+            caption="../workflow/report/audit_table.rst",
+            category="Rounds",
         ),
         config=report(
             f"{RUN}/report/config.yaml",

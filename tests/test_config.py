@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,61 @@ def test_config_yaml_lists_every_default():
     """config/config.yaml is the schema's defaults written out, key for key (docs/configuration.md)."""
     written = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
     assert written == validate({})
+
+
+# --------------------------------------------------------------------------- ance.negatives (false-negative controls)
+
+
+def tiny_cross_encoder(folder: Path, architecture: str = "BertForSequenceClassification", labels: int = 1) -> Path:
+    """A model folder's config.json, all the config-time check reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"architectures": [architecture],
+                                                    "id2label": {str(i): f"LABEL_{i}" for i in range(labels)}}))
+    return folder
+
+
+@pytest.mark.parametrize("negatives, message", [
+    ({"rank_window": [10, 300]}, "config key 'ance.negatives.rank_window': [10, 300] reaches beyond 'ance.topk' (200)"),
+    ({"rank_window": [50, 50]}, "config key 'ance.negatives.rank_window': [50, 50] is empty"),
+    ({"rank_window": [190, 200]}, "config key 'ance.negatives.rank_window': [190, 200] holds 10 positions, fewer than "
+                                  "'ance.negatives_per_query' (20)"),
+    ({"cross_encoder": {"name_or_path": "./no/such/ce"}},
+     "config key 'ance.negatives.cross_encoder.name_or_path': './no/such/ce' is not a folder"),
+])
+def test_bad_false_negative_controls_name_the_key(negatives, message):
+    with pytest.raises(ConfigError) as err:
+        validate({"ance": {"negatives": negatives}})
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("negatives, key", [
+    ({"relative_margin": 0}, "ance.negatives.relative_margin"),      # (0, 1]
+    ({"relative_margin": 1.5}, "ance.negatives.relative_margin"),
+    ({"relative_margin": -0.1}, "ance.negatives.relative_margin"),
+    ({"rank_window": [5]}, "ance.negatives.rank_window"),            # two positions
+    ({"rank_window": [-1, 20]}, "ance.negatives.rank_window.0"),
+    ({"cross_encoder": {"threshold": 2}}, "ance.negatives.cross_encoder.threshold"),
+    ({"cross_encoder": {"mode": "drop"}}, "ance.negatives.cross_encoder.mode"),
+    ({"cross_encoder": {"oversample": 0.5}}, "ance.negatives.cross_encoder.oversample"),
+    ({"near_duplicate_jaccard": 0}, "ance.negatives.near_duplicate_jaccard"),
+])
+def test_out_of_range_controls_name_the_key(negatives, key):
+    assert f"'{key}'" in _error({"ance": {"negatives": negatives}})
+
+
+def test_a_cross_encoder_folder_must_be_a_relevance_classifier(tmp_path):
+    good = tiny_cross_encoder(tmp_path / "ce")
+    assert validate({"ance": {"negatives": {"cross_encoder": {"name_or_path": str(good)}}}})
+    for folder, problem in [(tiny_cross_encoder(tmp_path / "bi", "BertModel"), "not a sequence-classification model"),
+                            (tiny_cross_encoder(tmp_path / "nli", labels=3), "has 3 labels"),
+                            (tmp_path, "has no config.json")]:
+        msg = _error({"ance": {"negatives": {"cross_encoder": {"name_or_path": str(folder)}}}})
+        assert "config key 'ance.negatives.cross_encoder.name_or_path'" in msg and problem in msg
+    # A hub id is checked when rule fetch_cross_encoder fetches it (tests/test_crossencoder.py).
+    assert validate({"ance": {"negatives": {"cross_encoder": {"name_or_path": "cross-encoder/ms-marco-MiniLM-L6-v2"}}}})
+
+
+def test_a_rank_window_from_the_command_line_becomes_integers():
+    config = validate({"ance": {"negatives": {"rank_window": "[10, 200]", "relative_margin": "0.05"}}})
+    assert config["ance"]["negatives"]["rank_window"] == [10, 200]
+    assert config["ance"]["negatives"]["relative_margin"] == 0.05

@@ -11,9 +11,9 @@ from conftest import REPO
 
 GPU_RULES = {"train", "train_control", "encode_corpus", "encode_queries", "dense_search", "dense_search_mining"}
 CPU_RULES = {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "bm25_search", "bm25_search_train",
-             "bm25_negatives", "mine_negatives", "evaluate", "evaluate_bm25", "evaluate_rerank", "init_model", "metrics",
-             "compare", "seed_metrics", "report"}
-LOCAL_RULES = {"download_msmarco", "fetch_model"}
+             "bm25_negatives", "mine_negatives", "audit_negatives", "evaluate", "evaluate_bm25", "evaluate_rerank",
+             "init_model", "metrics", "compare", "seed_metrics", "report"}
+LOCAL_RULES = {"download_msmarco", "fetch_model", "fetch_cross_encoder"}
 PRESETS = ["msmarco-passage", "msmarco-doc-firstp", "msmarco-doc-maxp"]
 
 
@@ -52,7 +52,7 @@ def test_preset_dag_and_resources(preset, tmp_path):
     splits = config["dataset"]["eval_splits"]
     assert counts["download_msmarco"] == 1 and counts["fetch_model"] == 1
     assert counts["train"] == rounds + 1 and counts["train_control"] == 1
-    assert counts["mine_negatives"] == rounds
+    assert counts["mine_negatives"] == rounds and counts["audit_negatives"] == rounds + 1
     systems = rounds + 3  # zeroshot, round-0 .. round-N, bm25neg
     assert counts["encode_corpus"] == shards * systems
     assert counts["dense_search"] + counts["dense_search_mining"] == systems

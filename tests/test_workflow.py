@@ -35,7 +35,8 @@ def test_demo_metrics_table(demo_run):
     assert len(negatives) >= 80 and negatives["neg_pids"].map(len).between(1, 20).all()
 
 
-INTERMEDIATE = ["embeddings/*/*.npy", "index/*/*.faiss", "runs/*/train.rows.npy", "runs/bm25/train.trec"]
+INTERMEDIATE = ["embeddings/*/*.npy", "index/*/*.faiss", "runs/*/train.rows.npy", "runs/*/train.scores.npy",
+                "runs/*/train.positives.parquet", "runs/bm25/train.trec"]
 
 
 @pytest.mark.slow
@@ -131,7 +132,7 @@ def test_changing_k1_reruns_bm25_retrieval_and_everything_trained_after_it(demo_
     assert jobs == {"bm25_search": 1, "bm25_search_train": 1, "bm25_negatives": 1, **after_training(3),
                     "train_control": 1, "encode_corpus": 2 * 4, "mine_negatives": 2, "encode_queries": 2 * 2 + 1 + 1,
                     "dense_search": 2, "dense_search_mining": 2, "evaluate_bm25": 1, "evaluate": 4, "metrics": 1,
-                    "compare": 1, "report": 1, "export_pyserini": 1, "all": 1}
+                    "compare": 1, "report": 1, "export_pyserini": 1, "audit_negatives": 3, "all": 1}
     assert not {"prepare", "tokenize_corpus", "tokenize_queries", "bm25_index", "init_model"} & set(jobs)
 
 
@@ -148,7 +149,7 @@ def test_changing_ance_topk_reruns_mining_of_rounds_1_up_not_warmup_or_bm25(demo
     # Round 0's search job also writes its dev run again: evaluated again, like rounds 1 and 2.
     assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 2,
                     "encode_queries": 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "compare": 1,
-                    "report": 1, "export_pyserini": 1, "all": 1}
+                    "report": 1, "export_pyserini": 1, "audit_negatives": 2, "all": 1}
     assert not {"bm25_search", "bm25_negatives", "train_control"} & set(jobs)
 
 
@@ -178,7 +179,7 @@ def test_one_more_round_runs_only_that_round(default_run):
     # encoded, searched and evaluated on dev. The control now trains as long as three rounds.
     assert jobs == {"encode_corpus": 2 + 2 + 2, "encode_queries": 2 + 1 + 1, "dense_search_mining": 1,
                     "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
-                    "metrics": 1, "compare": 1, "report": 1, "all": 1}
+                    "metrics": 1, "compare": 1, "report": 1, "audit_negatives": 1, "all": 1}
 
 
 @pytest.mark.slow

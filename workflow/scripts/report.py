@@ -11,7 +11,8 @@ from anceflow.io import atomic_path
 from pathlib import Path
 
 from anceflow.compute import compute_table, read_benchmarks, write_compute
-from anceflow.report import plot_compute, plot_losses, plot_metrics, rounds_table, self_check_table, write_table
+from anceflow.report import (audit_table, plot_audit, plot_compute, plot_losses, plot_metrics, rounds_table,
+                             self_check_table, write_table)
 from anceflow.workflow import script_logging
 
 with script_logging(snakemake) as log:
@@ -22,6 +23,9 @@ with script_logging(snakemake) as log:
     write_table(checks, out.self_check)
     table = rounds_table(list(inp.mining), list(inp.logs), inp.metrics, checks)
     write_table(table, out.rounds)
+    audit = audit_table(list(inp.mining), list(inp.audits))
+    write_table(audit, out.audit)
+    plot_audit(audit, out.audit_png)
     shutil.copyfile(inp.metrics, out.metrics_table)
     with atomic_path(out.config) as tmp, open(tmp, "w") as fh:
         yaml.safe_dump(dict(snakemake.params.config), fh, sort_keys=False)
@@ -32,3 +36,4 @@ with script_logging(snakemake) as log:
     plot_compute(compute, inp.metrics, out.compute_png)
     log.info("rounds:\n%s\ncompute:\n%s", table.to_string(index=False), compute.to_string(index=False))
     log.info("id self-check:\n%s", checks.to_string(index=False))
+    log.info("audit of the negatives:\n%s", audit.to_string(index=False))
