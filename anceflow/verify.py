@@ -103,7 +103,8 @@ class Verifier:
         for system in systems:
             self.checkpoint(folder / system)
         # Negatives no checkpoint has trained on yet (a run stopped between mining and training).
-        for stats in sorted((self.root / "negatives").glob("*.json"), key=lambda p: _order(p.stem)):
+        # round-<n>.json only: round-<n>.audit.json is the report's audit, not a record of mining.
+        for stats in sorted((self.root / "negatives").glob("round-*[0-9].json"), key=lambda p: _order(p.stem)):
             parquet = stats.with_suffix(".parquet")
             if parquet.resolve() not in self.mined:
                 try:

@@ -7,7 +7,12 @@ many steps as all rounds: does mining beat training as long?), the per-round min
 and the wall time of each stage summed over its jobs (from Snakemake's benchmark files).
 Figures are reported as measured, and recorded in BENCHMARKS.md.
 
-    python bench/rounds_scifact.py [--config bench/configs/scifact-minilm.yaml]
+    python bench/rounds_scifact.py [--config bench/configs/scifact-minilm.yaml] [--seeds 3]
+
+With ``--seeds K`` the loop runs for training seeds 42..42+K-1 (config key ``seeds``; BM25 and the
+tokens shared): the table gives means over seeds with their standard deviations, and the paired
+comparisons of every round against bm25neg and round-0 (comparison.tsv: per-query differences
+pooled over seeds, bootstrap 95% interval, randomization p) with the report's verdict line.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from common import Figures, parse_args, run_targets  # noqa: E402 (bench/ is on 
 
 def stage_times(res: Path) -> pd.DataFrame:
     rows = []
-    for path in sorted([*res.glob("benchmarks/*.tsv"), *res.glob("tokens/*/benchmarks/*.tsv")]):
+    for path in sorted([*res.glob("benchmarks/*.tsv"), *res.glob("seed-*/benchmarks/*.tsv"),
+                        *res.glob("tokens/*/benchmarks/*.tsv")]):
         rule = re.split(r"[.]", path.name)[0]
         detail = path.name[len(rule) + 1 : -4]
         rows.append({"stage": rule, "job": detail, "seconds": pd.read_csv(path, sep="\t")["s"].iloc[0]})
@@ -33,23 +39,37 @@ def stage_times(res: Path) -> pd.DataFrame:
 
 
 def main() -> int:
-    args = parse_args(__doc__)
+    args = parse_args(__doc__, lambda ap: ap.add_argument("--seeds", type=int, default=1,
+                                                         help="training seeds (42, 43, ...); 1: config's seed"))
+    seeds = [42 + i for i in range(args.seeds)]
     t0 = time.time()
-    res = run_targets(args, "all")
+    res = run_targets(args, "all", extra=["--config", f"seeds={seeds}"] if args.seeds > 1 else [])
     wall = time.time() - t0
     metrics = pd.read_csv(res / "metrics.tsv", sep="\t")
     dev = metrics[(metrics["split"] == "dev") & (metrics.get("ranking", "full") == "full")]
     out = Figures("rounds-scifact", "ANCE rounds on SciFact (all-MiniLM-L6-v2, CPU)")
     out("SciFact dev (300 queries):")
-    for line in dev[["system", "ndcg@10", "mrr@10", "recall@100", "hole@10"]].to_string(index=False).splitlines():
+    columns = ["system", "ndcg@10", "mrr@10", "recall@100", "hole@10"]
+    if args.seeds > 1:
+        out(f"means over seeds {seeds} (std: ndcg@10_std)")
+        columns += ["ndcg@10_std"]
+    for line in dev[columns].to_string(index=False).splitlines():
         out(line)
     last = dev[dev["system"].str.fullmatch(r"round-\d+")].iloc[-1]
     control = dev[dev["system"] == "bm25neg"]
     if len(control):
         gain = last["ndcg@10"] - control["ndcg@10"].iloc[0]
         out(f"\n{last['system']} (refreshed negatives) - bm25neg (BM25 negatives, same steps): nDCG@10 {gain:+.4f}")
-    out("\nper round (mining diagnostics, final loss):")
-    for line in pd.read_csv(res / "report/rounds.tsv", sep="\t").to_string(index=False).splitlines():
+    if args.seeds > 1:
+        comparison = pd.read_csv(res / "comparison.tsv", sep="\t")
+        ndcg = comparison[(comparison["split"] == "dev") & (comparison["metric"] == "ndcg@10")]
+        out("\npaired comparisons, nDCG@10 (results/<name>/comparison.tsv):")
+        for line in ndcg.drop(columns=["split", "metric"]).to_string(index=False, float_format="%.4f").splitlines():
+            out(line)
+        out((res / "report/comparison.txt").read_text().strip())
+    first = res / f"seed-{seeds[0]}" if args.seeds > 1 else res
+    out(f"\nper round (mining diagnostics, final loss{f', seed {seeds[0]}' if args.seeds > 1 else ''}):")
+    for line in pd.read_csv(first / "report/rounds.tsv", sep="\t").to_string(index=False).splitlines():
         out(line)
     out("\nwall time per stage (all jobs of the stage, including earlier runs kept by Snakemake):")
     for line in stage_times(res).to_string(index=False).splitlines():

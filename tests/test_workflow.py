@@ -159,7 +159,7 @@ def test_with_deleted_intermediates_ance_topk_encodes_the_mining_checkpoints_aga
     # Round 0's and round 1's corpus and query vectors were deleted once used: encoded again.
     assert jobs == {"dense_search_mining": 2, "mine_negatives": 2, "train": 2, "encode_corpus": 2 * 3,
                     "encode_queries": 2 * 2 + 1, "dense_search": 1, "evaluate": 3, "metrics": 1, "compare": 1,
-                    "report": 1, "all": 1}
+                    "report": 1, "audit_negatives": 2, "all": 1}
 
 
 def test_with_kept_intermediates_one_more_round_reuses_the_vectors(demo_run):
@@ -168,7 +168,7 @@ def test_with_kept_intermediates_one_more_round_reuses_the_vectors(demo_run):
     # and is encoded, searched, evaluated and exported; the control now trains as long as three rounds.
     assert jobs == {"encode_corpus": 2 + 2, "encode_queries": 1 + 1 + 1, "dense_search_mining": 1,
                     "dense_search": 2, "mine_negatives": 1, "train": 1, "train_control": 1, "evaluate": 3,
-                    "metrics": 1, "compare": 1, "report": 1, "export_pyserini": 1, "all": 1}
+                    "metrics": 1, "compare": 1, "report": 1, "export_pyserini": 1, "audit_negatives": 1, "all": 1}
 
 
 @pytest.mark.slow
