@@ -44,7 +44,7 @@ def test_empty_config_gets_all_defaults_nested():
     assert config["dataset"]["source"] == "demo"
     assert config["dataset"]["path"] is None
     assert config["dataset"]["eval_splits"] == ["dev"]
-    assert config["dataset"]["demo"] == {"passages": 2000, "train_queries": 300, "dev_queries": 100}
+    assert config["dataset"]["demo"] == {"passages": 1000, "train_queries": 300, "dev_queries": 100}
     assert config["model"]["name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert config["model"]["doc_chunks"] == 1
     assert config["tokenize"] == {"batch_size": 2048, "field_separator": "space"}
