@@ -414,7 +414,7 @@ def export_input(wildcards):
     # vectors are encoded again: on MS MARCO that is encode.shards GPU jobs and 13.6 GB.
     if missing and os.path.exists(trained) and workflow.is_main_process and trained not in _EXPORT_NOTICES:
         _EXPORT_NOTICES.add(trained)
-        print(f"NOTE: exporting {trained} needs its corpus vectors, and {len(missing)} of "
+        print(f"NOTE: exporting {wildcards.system} ({trained}) needs its corpus vectors, and {len(missing)} of "
               f"{len(inputs['shards'])} shards were deleted after use (keep_intermediate: false): they are "
               "encoded again first (encode_corpus jobs). Set `export: true` to export during the run instead.",
               file=sys.stderr)

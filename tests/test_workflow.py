@@ -185,7 +185,8 @@ def test_one_more_round_runs_only_that_round(default_run):
 @pytest.mark.slow
 def test_export_alone_says_up_front_that_it_encodes_deleted_vectors_again(default_run):
     proc = snakemake("-n", "export", "--configfile", str(default_run / "tiny.yaml"), workdir=default_run)
-    assert "NOTE: exporting round-2 needs its corpus vectors, and 2 of 2 shards were deleted" in proc.stderr
+    assert ("NOTE: exporting round-2 (results/demo/checkpoints/round-2) needs its corpus vectors, and 2 of 2 shards "
+            "were deleted") in proc.stderr
     assert planned_jobs(proc) == {"encode_corpus": 2, "export_pyserini": 1, "export": 1}
 
 
