@@ -111,6 +111,16 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
 
 
+def duplicate_pid_folder(folder: Path) -> Path:
+    """A local dataset folder whose collection lists pid 2 twice (bad input prepare must refuse)."""
+    folder.mkdir()
+    (folder / "collection.tsv").write_text("1\tfirst passage\n2\tsecond passage\n2\tduplicate\n")
+    for split in ("train", "dev"):
+        (folder / f"queries.{split}.tsv").write_text("10\tfirst\n")
+        (folder / f"qrels.{split}.tsv").write_text("10 0 1 1\n")
+    return folder
+
+
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path

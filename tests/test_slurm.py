@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, duplicate_pid_folder
 
 sys.path.insert(0, str(Path(__file__).parent / "slurm"))
 import cluster  # noqa: E402
@@ -130,12 +130,7 @@ def test_bad_input_is_not_redone_by_the_profiles_retries(slurm, tmp_path):
     """The profile retries failed jobs (retries: 3, for time limits and lost nodes). A job that
     failed on bad input does its work once: each retry sees the same inputs, settings and code
     and fails at once with the first failure's message."""
-    src = tmp_path / "data"
-    src.mkdir()
-    (src / "collection.tsv").write_text("1\tfirst passage\n2\tsecond passage\n2\tduplicate\n")
-    for split in ("train", "dev"):
-        (src / f"queries.{split}.tsv").write_text("10\tfirst\n")
-        (src / f"qrels.{split}.tsv").write_text("10 0 1 1\n")
+    src = duplicate_pid_folder(tmp_path / "data")
     config = {"dataset": {"name": "bad", "source": "local", "path": str(src)}}
     out = run_on_slurm(tmp_path, config, "results/bad/prepared/stats.json", check=False)
     assert "Error in rule prepare" in out or "ERROR in rule prepare" in out, out[-4000:]

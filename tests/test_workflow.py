@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import (HEADER, REPO, SYSTEM_ORDER, dataset_dir, planned_jobs, run_demo, snakemake, tiny_demo_config,
+from conftest import (HEADER, REPO, SYSTEM_ORDER, dataset_dir, duplicate_pid_folder, planned_jobs, run_demo, snakemake, tiny_demo_config,
                       write_config)
 
 
@@ -209,12 +209,7 @@ def test_invalid_config_names_the_key(tmp_path):
 
 
 def test_bad_input_fails_prepare_with_file_and_line(tmp_path):
-    src = tmp_path / "data"
-    src.mkdir()
-    (src / "collection.tsv").write_text("1\tfirst passage\n2\tsecond passage\n2\tduplicate\n")
-    for split in ("train", "dev"):
-        (src / f"queries.{split}.tsv").write_text("10\tfirst\n")
-        (src / f"qrels.{split}.tsv").write_text("10 0 1 1\n")
+    src = duplicate_pid_folder(tmp_path / "data")
     cfg = write_config(tmp_path / "c.yaml", {"dataset": {"name": "bad", "source": "local", "path": str(src)}})
     proc = snakemake("bm25", "--configfile", str(cfg), workdir=tmp_path, check=False)
     assert proc.returncode != 0

@@ -4,12 +4,11 @@ import sys
 sys.path.insert(0, f"{snakemake.scriptdir}/../..")  # the anceflow package, also in conda envs
 
 import shutil
+from pathlib import Path
 
 import yaml
 
 from anceflow.io import atomic_path
-from pathlib import Path
-
 from anceflow.compute import compute_table, read_benchmarks, write_compute
 from anceflow.report import (audit_table, plot_audit, plot_compute, plot_losses, plot_metrics, rounds_table,
                              self_check_table, write_table)
