@@ -101,8 +101,9 @@ def bow_model(folder: Path) -> Path:
 
     Why this model: the synthetic queries match their passage by shared words, and the vectors
     must hold a 30-90-word bag finely enough to rank 1 passage in 1,000,000. A random projection of
-    an IDF-weighted bag of words reaches nDCG@10 0.13 at 128 dimensions but 0.42 at 768 (measured
-    with numpy on this data at 1M passages); a transformer layer of width 768 costs ~6x the old
+    an IDF-weighted bag of words reaches nDCG@10 0.13 at 128 dimensions already at 200,000
+    passages, and 0.32 at 384 and 0.42 at 768 at 1M (a one-off numpy check on this data, not kept
+    in bench/); a transformer layer of width 768 costs ~6x the old
     2-layer 128-wide model per token, which 2 cores cannot afford five times over 1M passages, and
     adds nothing a bag of words needs. 768 is also the presets' vector width, so the rehearsal's
     search and mining memory and disk per passage are the preset's.
