@@ -57,6 +57,21 @@ def run_targets(args: argparse.Namespace, *targets: str, extra: list[str] = ()) 
     return REPO / results_dir(args)
 
 
+def training_seeds(n: int) -> list[int]:
+    """The bench scripts' training seeds for ``--seeds n``: 42, 43, ... (the config's default seed first)."""
+    return [42 + i for i in range(n)]
+
+
+def comparison_lines(res: Path) -> list[str]:
+    """A multi-seed run's paired nDCG@10 comparisons on dev (comparison.tsv), then the report's verdict lines."""
+    import pandas as pd
+
+    comparison = pd.read_csv(res / "comparison.tsv", sep="\t")
+    ndcg = comparison[(comparison["split"] == "dev") & (comparison["metric"] == "ndcg@10")]
+    table = ndcg.drop(columns=["split", "metric"]).to_string(index=False, float_format="%.4f").splitlines()
+    return [*table, (res / "report/comparison.txt").read_text().strip()]
+
+
 def minilm_checkpoint(folder: Path, model: str = "sentence-transformers/all-MiniLM-L6-v2") -> Path:
     """all-MiniLM-L6-v2 as sentence-transformers uses it (mean pooling, cosine), saved as a checkpoint."""
     from anceflow.model import EncoderSpec, load_dual_encoder, load_tokenizer

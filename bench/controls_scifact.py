@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from common import REPO, Figures, parse_args, run_targets  # noqa: E402 (bench/ is on sys.path when run as a script)
+from common import REPO, Figures, comparison_lines, parse_args, run_targets, training_seeds  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 SHOWN = ["ndcg@10", "mrr@10", "recall@100", "hole@10"]
 AUDIT = ["round", "gap_p5", "gap_median", "gap_p95", "above_positive_share", "near_duplicate_share",
@@ -56,8 +56,7 @@ def read_run(res: Path, seeds: list[int]) -> dict:
     audit = pd.concat(audits).groupby("round", as_index=False).mean(numeric_only=True)
     found = {"metrics": pd.read_csv(res / "metrics.tsv", sep="\t"), "audit": audit}
     if len(seeds) > 1:
-        found["comparison"] = pd.read_csv(res / "comparison.tsv", sep="\t")
-        found["verdict"] = (res / "report/comparison.txt").read_text().strip()
+        found["comparison"] = comparison_lines(res)
     return found
 
 
@@ -72,7 +71,7 @@ def run(args, overlay: dict, folder: Path, name: str) -> tuple[Path, float]:
 def main() -> int:
     args = parse_args(__doc__, extra)
     control = yaml.safe_load(args.control)
-    seeds = [42 + i for i in range(args.seeds)]
+    seeds = training_seeds(args.seeds)
     out = Figures("controls-scifact", "A false-negative control on SciFact (all-MiniLM-L6-v2, CPU)")
     with tempfile.TemporaryDirectory() as tmp:
         shared = {"keep_intermediate": True, "ance": {"control": args.bm25neg}}
@@ -117,12 +116,9 @@ def main() -> int:
     for name, run_ in (("without the control", base), ("with the control", ctl)):
         if "comparison" not in run_:
             continue
-        comparison = run_["comparison"]
-        ndcg = comparison[(comparison["split"] == "dev") & (comparison["metric"] == "ndcg@10")]
         out(f"\npaired comparisons, nDCG@10, {name} (comparison.tsv):")
-        for line in ndcg.drop(columns=["split", "metric"]).to_string(index=False, float_format="%.4f").splitlines():
+        for line in run_["comparison"]:
             out(line)
-        out(run_["verdict"])
     out(f"\nmining with the control (negatives/round-<n>.json{f', seed {seeds[0]}' if len(seeds) > 1 else ''}):")
     for stats in mining:
         out(f"round {stats['round']}: {stats['examples']} pairs with negatives of {stats['pairs']}, "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from common import Figures, parse_args, run_targets  # noqa: E402 (bench/ is on sys.path when run as a script)
+from common import Figures, comparison_lines, parse_args, run_targets, training_seeds  # noqa: E402 (bench/ is on sys.path when run as a script)
 
 
 def stage_times(res: Path) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def stage_times(res: Path) -> pd.DataFrame:
 def main() -> int:
     args = parse_args(__doc__, lambda ap: ap.add_argument("--seeds", type=int, default=1,
                                                          help="training seeds (42, 43, ...); 1: config's seed"))
-    seeds = [42 + i for i in range(args.seeds)]
+    seeds = training_seeds(args.seeds)
     t0 = time.time()
     res = run_targets(args, "all", extra=["--config", f"seeds={seeds}"] if args.seeds > 1 else [])
     wall = time.time() - t0
@@ -61,12 +61,9 @@ def main() -> int:
         gain = last["ndcg@10"] - control["ndcg@10"].iloc[0]
         out(f"\n{last['system']} (refreshed negatives) - bm25neg (BM25 negatives, same steps): nDCG@10 {gain:+.4f}")
     if args.seeds > 1:
-        comparison = pd.read_csv(res / "comparison.tsv", sep="\t")
-        ndcg = comparison[(comparison["split"] == "dev") & (comparison["metric"] == "ndcg@10")]
         out("\npaired comparisons, nDCG@10 (results/<name>/comparison.tsv):")
-        for line in ndcg.drop(columns=["split", "metric"]).to_string(index=False, float_format="%.4f").splitlines():
+        for line in comparison_lines(res):
             out(line)
-        out((res / "report/comparison.txt").read_text().strip())
     first = res / f"seed-{seeds[0]}" if args.seeds > 1 else res
     out(f"\nper round (mining diagnostics, final loss{f', seed {seeds[0]}' if args.seeds > 1 else ''}):")
     for line in pd.read_csv(first / "report/rounds.tsv", sep="\t").to_string(index=False).splitlines():
