@@ -83,17 +83,15 @@ import yaml  # noqa: E402
 #: metrics.tsv's columns: the first eight as they always were, new ones after them.
 HEADER = ["system", "split", "queries", "mrr@10", "ndcg@10", "recall@100", "recall@1000", "hole@10", "mrr@100", "ranking"]
 SYSTEM_ORDER = ["bm25", "zeroshot", "round-0", "round-1", "round-2", "bm25neg"]
-#: Tests run tiny models whose jobs cost their start-up (imports, model load), not compute: one
-#: thread each lets two run side by side on two cores (a third less wall time for the demo).
-ONE_THREAD = ["--set-threads", *[f"{rule}=1" for rule in ("train", "train_control", "encode_corpus", "encode_queries",
-                                                          "dense_search", "dense_search_mining", "build_index")]]
+#: Tests run tiny models whose jobs cost their start-up (imports, model load), not compute: the
+#: Quickstart's profile for one machine gives every job one thread, so two run side by side.
+LOCAL_PROFILE = ["--workflow-profile", str(REPO / "profiles/local")]
 
 
 def snakemake(*args, workdir: Path | None = None, check=True, snakefile: Path | None = None) -> subprocess.CompletedProcess:
     """Run Snakemake on this repo's Snakefile (in ``workdir`` when given, else from the repo root)."""
-    # (--set-threads takes every value after it: it goes after the targets.)
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"), "--cores", "2", *args,
-           *ONE_THREAD]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile or REPO / "Snakefile"), "--cores", "2",
+           *LOCAL_PROFILE, *args]
     if workdir is not None:
         cmd += ["--directory", str(workdir)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)

@@ -48,3 +48,26 @@ def test_snakemake_finds_the_installed_profile_by_name(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     train = proc.stdout.split("rule train:", 1)[1].split("\n\n", 1)[0]
     assert "slurm_partition=gpu" in train and "gpu=1" in train
+
+
+def test_local_profile_gives_every_multithreaded_rule_one_thread():
+    """profiles/local (README's Quickstart) lists exactly the rules that ask for more than one thread,
+    with one each, so that a rule added later cannot silently run alone on a small machine."""
+    import re
+
+    threads, parent = {}, {}
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        rule = None
+        for line in smk.read_text().splitlines():
+            if m := re.match(r"(?:rule|checkpoint) (\w+):", line):
+                rule = m.group(1)
+            elif m := re.match(r"use rule (\w+) as (\w+)", line):
+                rule, parent[m.group(2)] = m.group(2), m.group(1)
+            elif rule and (m := re.match(r"\s+threads:\s*(\d+)", line)):
+                threads[rule] = int(m.group(1))
+    for child, base in parent.items():
+        threads.setdefault(child, threads.get(base, 1))
+    many = {rule for rule, n in threads.items() if n > 1}
+    assert {"train", "train_control", "encode_corpus", "dense_search_mining", "bm25_search_train"} <= many
+    local = yaml.safe_load((REPO / "profiles/local/config.yaml").read_text())
+    assert local["set-threads"] == {rule: 1 for rule in sorted(many)}
