@@ -3,7 +3,8 @@
 Runs the README's demo (``snakemake --cores 2 --workflow-profile profiles/local`` with
 config/config.yaml) from scratch (``--forceall``), then sums each stage's job times from the
 Snakemake ``benchmark:`` files its jobs wrote (``results/demo/**/benchmarks/*.tsv``, column
-``s``), and times a second invocation that has nothing to do (goal: under 3 s) and a dry run. Prints the demo's metrics table too.
+``s``), and times a second invocation that has nothing to do (goal: under 3 s) and a dry run.
+Prints the demo's metrics table too.
 
     python bench/pipeline.py [--cores 2] [--no-forceall] [--rule-threads]
 
@@ -54,7 +55,8 @@ def main() -> int:
     res = REPO / "results/demo"
     start = time.time()
     profile = [] if args.rule_threads else ["--workflow-profile", "profiles/local"]
-    total = snakemake("--cores", args.cores, *profile, *([] if args.no_forceall else ["--forceall"]))
+    run = ["--cores", args.cores, *profile, *([] if args.no_forceall else ["--forceall"])]
+    total = snakemake(*run)
     stages: dict[str, list[float]] = defaultdict(list)
     for tsv in res.rglob("benchmarks/*.tsv"):
         if tsv.stat().st_mtime >= start:
@@ -63,10 +65,8 @@ def main() -> int:
     dry = min(snakemake("--cores", args.cores, *profile, "-n") for _ in range(2))
 
     out = Figures("pipeline", "Pipeline: the demo end to end")
-    command = " ".join(["snakemake", "--cores", args.cores, *profile, *([] if args.no_forceall else ["--forceall"])])
-    out(f"`{command}` "
-        "(config/config.yaml: demo data, "
-        f"all-MiniLM-L6-v2, warmup + 2 ANCE rounds): {total:.0f} s wall, {sum(map(len, stages.values()))} jobs")
+    out(f"`snakemake {' '.join(run)}` (config/config.yaml: demo data, all-MiniLM-L6-v2, warmup + 2 ANCE rounds): "
+        f"{total:.0f} s wall, {sum(map(len, stages.values()))} jobs")
     out(f"  {'stage':<18} {'jobs':>4} {'sum of job s':>12} {'share':>6}")
     busy = sum(sum(v) for v in stages.values())
     for stage, times in sorted(stages.items(), key=lambda kv: -sum(kv[1])):
